@@ -1,0 +1,78 @@
+"""Sources, the import audit and API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import func, select
+
+from service.api.deps import AdminDep, ReaderDep, SessionDep
+from service.api.problems import ProblemError
+from service.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ImportAuditOut, SourceOut
+from service.db.models import FeedbackItem, ImportAudit, Source
+from service.keys import create_api_key, list_api_keys, revoke_api_key
+
+router = APIRouter(prefix="/v1")
+
+
+@router.get("/sources", tags=["sources"], summary="Sources with their item counts")
+def get_sources(session: SessionDep, _caller: ReaderDep) -> list[SourceOut]:
+    """Every source and how many feedback items it holds."""
+    counts = (
+        select(FeedbackItem.source_id, func.count().label("n")).group_by(FeedbackItem.source_id).subquery()
+    )
+    rows = session.execute(
+        select(Source, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.source_id == Source.id)
+        .order_by(Source.name)
+    )
+    return [
+        SourceOut(id=s.id, name=s.name, kind=s.kind, default_touchpoint=s.default_touchpoint,
+                  created_at=s.created_at, item_count=n)
+        for s, n in rows
+    ]
+
+
+@router.get("/imports", tags=["imports"], summary="The import audit, newest first")
+def get_imports(
+    session: SessionDep, _caller: ReaderDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[ImportAuditOut]:
+    """Recent ingestions: who sent what, and how many rows were stored, duplicate or rejected."""
+    audits = session.scalars(select(ImportAudit).order_by(ImportAudit.id.desc()).limit(limit))
+    return [ImportAuditOut.model_validate(a) for a in audits]
+
+
+@router.get("/imports/{import_id}", tags=["imports"], summary="One ingestion")
+def get_import(import_id: int, session: SessionDep, _caller: ReaderDep) -> ImportAuditOut:
+    """One ingestion's audit row."""
+    audit = session.get(ImportAudit, import_id)
+    if audit is None:
+        raise ProblemError(404, f"No import has id {import_id}.")
+    return ImportAuditOut.model_validate(audit)
+
+
+@router.get("/keys", tags=["keys"], summary="API keys (never their secrets)")
+def get_keys(session: SessionDep, _caller: AdminDep) -> list[ApiKeyOut]:
+    """Every API key with its role and last use."""
+    return [ApiKeyOut.model_validate(k) for k in list_api_keys(session)]
+
+
+@router.post("/keys", tags=["keys"], status_code=status.HTTP_201_CREATED, summary="Create an API key")
+def post_key(body: ApiKeyCreate, session: SessionDep, _caller: AdminDep) -> ApiKeyCreated:
+    """A new key; its secret appears only in this response."""
+    key, plaintext = create_api_key(session, name=body.name, role=body.role)
+    session.commit()
+    return ApiKeyCreated.model_validate({**ApiKeyOut.model_validate(key).model_dump(), "key": plaintext})
+
+
+@router.delete("/keys/{key_id}", tags=["keys"], summary="Revoke an API key")
+def delete_key(key_id: int, session: SessionDep, caller: AdminDep) -> ApiKeyOut:
+    """Revoke a key; requests with it get 401 from now on."""
+    if key_id == caller.key_id:
+        raise ProblemError(409, "A key cannot revoke itself; use another admin key.")
+    key = revoke_api_key(session, key_id=key_id)
+    if key is None:
+        raise ProblemError(404, f"No API key has id {key_id}.")
+    session.commit()
+    return ApiKeyOut.model_validate(key)

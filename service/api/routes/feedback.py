@@ -1,0 +1,152 @@
+"""Feedback ingestion (batch and file import) and listing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from service.api.deps import IngestDep, ReaderDep, SessionDep, SettingsDep
+from service.api.problems import FieldError, ProblemError
+from service.api.schemas import (
+    BatchResultOut,
+    FeedbackBatchIn,
+    FeedbackOut,
+    FeedbackPage,
+    ImportResultOut,
+    ItemResultOut,
+    RatingOut,
+)
+from service.db.models import FeedbackItem, RatingScale
+from service.feedback import FeedbackFilter, InvalidCursorError, list_feedback, local_created_at
+from service.ingest.files import FileFormat, FileFormatError, parse_mapping
+from service.ingest.imports import ImportOptions, import_file
+from service.ingest.service import ItemResult, ingest_batch
+
+router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
+
+
+def _result_out(result: ItemResult) -> ItemResultOut:
+    return ItemResultOut(
+        index=result.index, status=result.status, id=result.id, external_id=result.external_id,
+        reason=result.reason, errors=result.errors or None,
+    )
+
+
+def feedback_out(item: FeedbackItem) -> FeedbackOut:
+    """The API view of a stored item."""
+    rating = None
+    if item.rating_value is not None and item.rating_scale is not None:
+        rating = RatingOut(value=item.rating_value, scale=RatingScale(item.rating_scale))
+    return FeedbackOut(
+        id=item.id, source=item.source.name, external_id=item.external_id, text=item.text,
+        language=item.language, created_at=local_created_at(item), created_at_given=item.created_at_given,
+        collected_at=item.collected_at, rating=rating, location=item.location, product=item.product,
+        channel=item.channel, author_ref=item.author_hash, metadata=item.meta,
+        content_hash=item.content_hash, import_id=item.import_id,
+    )
+
+
+@router.post("", summary="Store a batch of feedback items (idempotent)")
+def post_feedback(
+    batch: FeedbackBatchIn, session: SessionDep, settings: SettingsDep, caller: IngestDep
+) -> BatchResultOut:
+    """Store up to 1,000 items; re-sending the same items stores nothing twice."""
+    if len(batch.items) > settings.max_batch_items:
+        raise ProblemError(
+            413, f"A batch holds at most {settings.max_batch_items} items; this one has {len(batch.items)}.",
+            slug="batch-too-large",
+        )
+    audit, results = ingest_batch(
+        session, raw_items=batch.items, author_salt=settings.author_salt_bytes(),
+        max_text_chars=settings.max_text_chars, actor=f"key:{caller.name}", api_key_id=caller.key_id,
+    )
+    return BatchResultOut(
+        import_id=audit.id, received=audit.received, stored=audit.stored, duplicates=audit.duplicates,
+        rejected=audit.rejected, items=[_result_out(r) for r in results],
+    )
+
+
+@router.post("/import", summary="Import a CSV, XLSX or JSONL export with a column mapping")
+def import_feedback_file(
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: IngestDep,
+    file: Annotated[UploadFile, File(description="CSV/TSV, XLSX or JSONL file.")],
+    source: Annotated[str, Form(min_length=1, max_length=200, description="Source name for every row.")],
+    mapping: Annotated[
+        str | None,
+        Form(description="Columns to fields, e.g. `text=comment,created_at=date,rating=score,location=store`. "
+             "Optional for JSONL and for recognised survey exports."),
+    ] = None,
+    file_format: Annotated[FileFormat | None, Form(alias="format")] = None,
+    encoding: Annotated[str | None, Form(description="Text encoding; detected when omitted.")] = None,
+    rating_scale: Annotated[RatingScale | None, Form()] = None,
+    timezone: Annotated[str, Form(description="IANA zone for dates without an offset.")] = "UTC",
+    date_format: Annotated[str | None, Form(description="strptime format, e.g. %d/%m/%Y %H:%M.")] = None,
+    sheet: Annotated[str | None, Form(description="XLSX sheet name; the first sheet when omitted.")] = None,
+    report: Annotated[Literal["all", "problems"], Query(description="Which rows to list.")] = "all",
+) -> ImportResultOut:
+    """Import every good row; bad rows are listed with their reasons and never block the others."""
+    try:
+        options = ImportOptions(
+            source=source, filename=file.filename, content_type=file.content_type, file_format=file_format,
+            mapping=parse_mapping(mapping) if mapping else None, encoding=encoding,
+            rating_scale=rating_scale, default_timezone=timezone, date_format=date_format, sheet=sheet,
+        )
+        audit, decoded, results = import_file(
+            session, data=file.file.read(), options=options, author_salt=settings.author_salt_bytes(),
+            max_text_chars=settings.max_text_chars, chunk_rows=settings.import_chunk_rows,
+            actor=f"key:{caller.name}", api_key_id=caller.key_id,
+        )
+    except FileFormatError as exc:
+        raise ProblemError(
+            422, str(exc), slug="unreadable-file", title="The file cannot be imported",
+            errors=[FieldError(field="file", message=str(exc))],
+        ) from exc
+    rows = results if report == "all" else [r for r in results if r.status != "stored"]
+    return ImportResultOut(
+        import_id=audit.id, received=audit.received, stored=audit.stored, duplicates=audit.duplicates,
+        rejected=audit.rejected, filename=file.filename, format=decoded.format, encoding=decoded.encoding,
+        delimiter=decoded.delimiter, rows=[_result_out(r) for r in rows],
+    )
+
+
+@router.get("", summary="List feedback, newest first, with filters and cursor pagination")
+def get_feedback(
+    session: SessionDep,
+    _caller: ReaderDep,
+    since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601 with offset).")] = None,
+    until: Annotated[datetime | None, Query(description="Created before (ISO 8601 with offset).")] = None,
+    source: Annotated[list[str] | None, Query(description="Source name; repeat for several.")] = None,
+    location: Annotated[list[str] | None, Query(description="Location; repeat for several.")] = None,
+    language: Annotated[list[str] | None, Query(description="ISO 639-1 code; repeat for several.")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200, description="Text contains (any case).")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> FeedbackPage:
+    """A page of stored feedback and the cursor of the next page."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.utcoffset() is None:
+            raise ProblemError(422, f"{name} needs a UTC offset, e.g. 2026-03-01T00:00:00Z", slug="validation-error",
+                               errors=[FieldError(field=f"query.{name}", message="missing UTC offset")])
+    filters = FeedbackFilter(
+        since=since, until=until, sources=tuple(source or ()), locations=tuple(location or ()),
+        languages=tuple(code.lower() for code in language or ()), text_contains=q,
+    )
+    try:
+        items, next_cursor = list_feedback(session, filters=filters, limit=limit, cursor=cursor)
+    except InvalidCursorError as exc:
+        raise ProblemError(400, str(exc), slug="invalid-cursor",
+                           errors=[FieldError(field="query.cursor", message=str(exc))]) from exc
+    return FeedbackPage(items=[feedback_out(item) for item in items], next_cursor=next_cursor)
+
+
+@router.get("/{item_id}", summary="One feedback item")
+def get_feedback_item(item_id: int, session: SessionDep, _caller: ReaderDep) -> FeedbackOut:
+    """A stored item by id."""
+    item = session.get(FeedbackItem, item_id)
+    if item is None:
+        raise ProblemError(404, f"No feedback item has id {item_id}.")
+    return feedback_out(item)

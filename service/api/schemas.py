@@ -1,0 +1,138 @@
+"""Response and request bodies of the v1 API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from service.api.problems import FieldError
+from service.db.models import RatingScale, Role
+from service.ingest.schemas import FeedbackItemIn, RatingIn
+
+ItemSchema = WithJsonSchema(
+    {"type": "object", "description": "A feedback item; see the FeedbackItemIn schema.",
+     "$ref": "#/components/schemas/FeedbackItemIn"}
+)
+
+
+class FeedbackBatchIn(BaseModel):
+    """A batch of feedback items. Items are validated one by one, so one bad item never sinks the rest."""
+
+    items: list[Annotated[Any, ItemSchema]] = Field(description="Up to 1,000 items (configurable).")
+
+
+class ItemResultOut(BaseModel):
+    index: int = Field(description="Position in the batch (0-based), or the row number in an imported file.")
+    status: Literal["stored", "duplicate", "rejected"]
+    id: int | None = Field(default=None, description="The stored item's id (for duplicates: the earlier copy).")
+    external_id: str | None = None
+    reason: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class IngestSummary(BaseModel):
+    import_id: int
+    received: int
+    stored: int
+    duplicates: int
+    rejected: int
+
+
+class BatchResultOut(IngestSummary):
+    items: list[ItemResultOut]
+
+
+class ImportResultOut(IngestSummary):
+    filename: str | None
+    format: str
+    encoding: str | None
+    delimiter: str | None
+    rows: list[ItemResultOut] = Field(description="Per row: every row, or only the problems with report=problems.")
+
+
+class RatingOut(BaseModel):
+    value: float
+    scale: RatingScale
+
+
+class FeedbackOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    source: str
+    external_id: str | None
+    text: str
+    language: str | None
+    created_at: datetime = Field(description="When the customer wrote it, in the offset it was given with.")
+    created_at_given: bool = Field(description="False when no time was given and the collection time was used.")
+    collected_at: datetime
+    rating: RatingOut | None
+    location: str | None
+    product: str | None
+    channel: str | None
+    author_ref: str | None = Field(description="Salted hash of the author handle.")
+    metadata: dict[str, Any]
+    content_hash: str
+    import_id: int | None
+
+
+class FeedbackPage(BaseModel):
+    items: list[FeedbackOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class SourceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    kind: str
+    default_touchpoint: str | None
+    created_at: datetime
+    item_count: int
+
+
+class ImportAuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    source_name: str | None
+    filename: str | None
+    file_format: str | None
+    encoding: str | None
+    actor: str
+    status: str
+    received: int
+    stored: int
+    duplicates: int
+    rejected: int
+    error_sample: list[dict[str, Any]]
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: Role
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The key itself. Shown only in this response; store it now.")
+
+
+__all__ = ["FeedbackItemIn", "RatingIn"]

@@ -1,0 +1,81 @@
+"""The FastAPI application: routers, error format, middleware and process-wide resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service import __version__
+from service.api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
+from service.api.problems import install_problem_handlers
+from service.api.routes import admin, feedback, health
+from service.config import Settings, get_settings
+from service.db.engine import make_engine, make_session_factory
+from service.db.migrate import is_at_head
+from service.ingest.schemas import FeedbackItemIn
+
+logger = logging.getLogger("cxmine")
+
+UPLOAD_PATHS = ("/v1/feedback/import",)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the database engine is opened in the lifespan, once per process."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.effective_database_url)
+        app.state.engine = engine
+        app.state.session_factory = make_session_factory(engine)
+        if not is_at_head(engine):
+            logger.warning("database schema is not at head; run `cxmine db upgrade` (/readyz reports 503)")
+        logger.info("cxmine started", extra={"database": engine.url.render_as_string(hide_password=True)})
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="cxmine",
+        version=__version__,
+        summary="Self-hosted text mining for customer feedback.",
+        description=(
+            "Ingest reviews, survey comments and social mentions; read them back filtered by time, source, "
+            "location and language. Authenticate with `Authorization: Bearer <API key>`. "
+            "Every error is an RFC 9457 problem details body."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(feedback.router)
+    app.include_router(admin.router)
+
+    def body_limit(path: str) -> int:
+        return settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_json_body_bytes
+
+    app.add_middleware(BodySizeLimitMiddleware, limit_for_path=body_limit)
+    app.openapi = lambda: _openapi_with_item_schema(app)  # type: ignore[method-assign]
+    app.add_middleware(RequestLogMiddleware)
+    return app
+
+
+def _openapi_with_item_schema(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, plus the item schema that batches validate item by item."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                             description=app.description, routes=app.routes)
+        item = FeedbackItemIn.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(item.pop("$defs", {}))
+        components["FeedbackItemIn"] = item
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,279 @@
+"""The ``cxmine`` command: serve the API, migrate the database, manage keys, import files, load the demo."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from service.config import Settings, get_settings
+from service.db.models import FeedbackItem, RatingScale, Role
+
+app = typer.Typer(
+    help="cxmine: self-hosted text mining for customer feedback.\n\n"
+    "Quick start: `cxmine db upgrade`, `cxmine demo`, `cxmine keys create --role admin --name me`, "
+    "`cxmine serve`. Settings come from CXMINE_* environment variables or a .env file.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:
+        raise _fail(f"invalid settings: {exc}") from exc
+
+
+@contextmanager
+def _database(*, require_head: bool = True) -> Iterator[tuple[Engine, Session]]:
+    from service.db.engine import make_engine, make_session_factory
+    from service.db.migrate import is_at_head
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        if require_head and not is_at_head(engine):
+            raise _fail("the database is not migrated to the current schema: run `cxmine db upgrade` first")
+        session = make_session_factory(engine)()
+        try:
+            yield engine, session
+        finally:
+            session.close()
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default CXMINE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default CXMINE_PORT).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from service.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Migrate the database up to the newest schema (or REVISION)."""
+    from service.db import migrate
+
+    settings = _settings()
+    migrate.upgrade(settings.effective_database_url, revision)
+    console.print(f"database at revision {revision}: {_safe_url(settings)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. base or -1.")]) -> None:
+    """Migrate the database down to REVISION."""
+    from service.db import migrate
+
+    settings = _settings()
+    migrate.downgrade(settings.effective_database_url, revision)
+    console.print(f"database at revision {revision}: {_safe_url(settings)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's revision and the newest one shipped."""
+    from service.db.engine import make_engine
+    from service.db.migrate import current_revision, head_revision
+
+    engine = make_engine(_settings().effective_database_url)
+    try:
+        out.print(f"current: {current_revision(engine)}  head: {head_revision()}")
+    finally:
+        engine.dispose()
+
+
+def _safe_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.effective_database_url).render_as_string(hide_password=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[Role, typer.Option(help="admin: everything; analyst: read; ingest: write feedback; "
+                                       "scorer: the scoring endpoint only.")],
+    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'CX team'.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key.")] = False,
+) -> None:
+    """Create an API key and print it once; only its hash is stored."""
+    from service.keys import create_api_key
+
+    with _database() as (_, session):
+        key, plaintext = create_api_key(session, name=name, role=role)
+        session.commit()
+    if quiet:
+        out.print(plaintext, highlight=False)
+        return
+    console.print(f"created key #{key.id} {name!r} with role {role.value}. It is shown only now:")
+    out.print(plaintext, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (never their secrets)."""
+    from service.keys import list_api_keys
+
+    with _database() as (_, session):
+        table = Table("id", "name", "role", "prefix", "created", "last used", "revoked")
+        for key in list_api_keys(session):
+            table.add_row(str(key.id), key.name, key.role, key.prefix + "…", f"{key.created_at:%Y-%m-%d %H:%M}",
+                          f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "-",
+                          f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "")
+        out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id, from `cxmine keys list`.")]) -> None:
+    """Revoke an API key."""
+    from service.keys import revoke_api_key
+
+    with _database() as (_, session):
+        if revoke_api_key(session, key_id=key_id) is None:
+            raise _fail(f"no API key has id {key_id}")
+        session.commit()
+    console.print(f"revoked key #{key_id}")
+
+
+@keys_app.command("check")
+def keys_check(key: Annotated[str, typer.Argument(help="A key to test.")]) -> None:
+    """Exit 0 if KEY is a valid, unrevoked key, 1 otherwise."""
+    from service.keys import authenticate
+
+    with _database() as (_, session):
+        found = authenticate(session, plaintext=key.strip())
+    if found is None:
+        raise _fail("the key is unknown or revoked")
+    console.print(f"valid: key #{found.id} {found.name!r}, role {found.role}")
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV, XLSX or JSONL.")],
+    source: Annotated[str, typer.Option(help="Source name for every row, e.g. 'nps-survey'.")],
+    mapping: Annotated[str | None, typer.Option("--map", help="Columns to fields: "
+                       "text=comment,created_at=date,rating=score,location=store,meta.segment=Segment.")] = None,
+    file_format: Annotated[str | None, typer.Option("--format", help="csv, xlsx or jsonl (default: guess).")] = None,
+    encoding: Annotated[str | None, typer.Option(help="Text encoding (default: detect).")] = None,
+    rating_scale: Annotated[RatingScale | None, typer.Option(help="Scale of the rating column.")] = None,
+    timezone: Annotated[str, typer.Option(help="IANA zone for dates without an offset.")] = "UTC",
+    date_format: Annotated[str | None, typer.Option(help="strptime format, e.g. %d/%m/%Y.")] = None,
+    sheet: Annotated[str | None, typer.Option(help="XLSX sheet (default: the first).")] = None,
+    show: Annotated[int, typer.Option(help="How many rejected rows to list.")] = 20,
+) -> None:
+    """Import a survey or review export into the database, with a progress bar."""
+    from service.ingest.files import FileFormatError, parse_mapping
+    from service.ingest.imports import ImportOptions, estimate_rows, import_file
+
+    settings = _settings()
+    data = file.read_bytes()
+    if file_format not in (None, "csv", "xlsx", "jsonl"):
+        raise _fail(f"unknown format {file_format!r}: use csv, xlsx or jsonl")
+    try:
+        options = ImportOptions(
+            source=source, filename=file.name, file_format=file_format,  # type: ignore[arg-type]
+            mapping=parse_mapping(mapping) if mapping else None, encoding=encoding, rating_scale=rating_scale,
+            default_timezone=timezone, date_format=date_format, sheet=sheet,
+        )
+        with _database() as (_, session), Progress(
+            TextColumn("[bold]importing[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), console=console, transient=False,
+        ) as progress:
+            task = progress.add_task(file.name, total=estimate_rows(data), rate="-")
+
+            def advance(rows: int) -> None:
+                progress.advance(task, rows)
+                elapsed = progress.tasks[task].elapsed or 0
+                if elapsed:
+                    progress.update(task, rate=f"{progress.tasks[task].completed / elapsed:,.0f}")
+
+            audit, decoded, results = import_file(
+                session, data=data, options=options, author_salt=settings.author_salt_bytes(),
+                max_text_chars=settings.max_text_chars, chunk_rows=settings.import_chunk_rows,
+                actor="cli", on_progress=advance,
+            )
+            progress.update(task, total=audit.received, completed=audit.received)
+    except FileFormatError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(
+        f"import #{audit.id} ({decoded.format}, {decoded.encoding or 'binary'}): {audit.received} rows, "
+        f"[green]{audit.stored} stored[/], {audit.duplicates} duplicate, [red]{audit.rejected} rejected[/]"
+    )
+    for result in [r for r in results if r.status == "rejected"][:show]:
+        console.print(f"  row {result.index}: {result.reason}")
+
+
+@app.command()
+def demo(
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="Load only when no feedback is stored yet.")] = False,
+    count: Annotated[int, typer.Option(min=1, max=5000, help="How many demo items.")] = 400,
+) -> None:
+    """Load the multilingual demo data set (English, Arabic, Persian, Thai; idempotent)."""
+    from service.demo import demo_items
+    from service.ingest.service import ingest_batch
+
+    settings = _settings()
+    with _database() as (_, session):
+        if if_empty and session.scalar(select(func.count()).select_from(FeedbackItem)):
+            console.print("feedback already stored; demo data not loaded")
+            return
+        items = demo_items(count=count)
+        stored = duplicates = rejected = 0
+        with Progress(TextColumn("[bold]loading demo data[/]"), BarColumn(), MofNCompleteColumn(),
+                      console=console) as progress:
+            task = progress.add_task("demo", total=len(items))
+            for start in range(0, len(items), settings.max_batch_items):
+                chunk = items[start : start + settings.max_batch_items]
+                audit, _ = ingest_batch(
+                    session, raw_items=chunk, author_salt=settings.author_salt_bytes(),
+                    max_text_chars=settings.max_text_chars, actor="demo",
+                )
+                stored, duplicates, rejected = (
+                    stored + audit.stored, duplicates + audit.duplicates, rejected + audit.rejected
+                )
+                progress.advance(task, len(chunk))
+    if rejected:
+        raise _fail(f"{rejected} demo items were rejected; this is a bug in the demo data")
+    console.print(f"demo data: {stored} stored, {duplicates} already there")
+
+
+if __name__ == "__main__":
+    app()

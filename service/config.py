@@ -1,0 +1,86 @@
+"""Service settings: environment variables prefixed ``CXMINE_``, validated once at start-up."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_TEXT_CHARS = 10_000
+"""Documented limit on one feedback text, in characters (after trimming)."""
+
+MAX_BATCH_ITEMS = 1_000
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; the defaults are the embedded profile (SQLite under ./var)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CXMINE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(default=Path("var"), description="Where the embedded profile keeps its files.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; empty means SQLite at <data_dir>/cxmine.db.",
+    )
+    author_salt: SecretStr | None = Field(
+        default=None,
+        description="Secret salt for author hashes; empty means one generated once into <data_dir>/author_salt.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    max_json_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_text_chars: int = Field(default=MAX_TEXT_CHARS, ge=1, le=100_000)
+    max_batch_items: int = Field(default=MAX_BATCH_ITEMS, ge=1, le=10_000)
+    import_chunk_rows: int = Field(default=1_000, ge=1, le=50_000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:// and postgresql+psycopg:// URLs are supported")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            raise ValueError("use the psycopg 3 driver: postgresql+psycopg://user@host:5432/db")
+        return value
+
+    @model_validator(mode="after")
+    def _absolute_data_dir(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in force: the configured one, else the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'cxmine.db'}"
+
+    def author_salt_bytes(self) -> bytes:
+        """The author-hash salt, creating and persisting one under data_dir on first use."""
+        if self.author_salt is not None and self.author_salt.get_secret_value():
+            return self.author_salt.get_secret_value().encode()
+        salt_file = self.data_dir / "author_salt"
+        if not salt_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            salt_file.write_text(secrets.token_hex(32))
+            salt_file.chmod(0o600)
+        return salt_file.read_text().strip().encode()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

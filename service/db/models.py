@@ -1,0 +1,180 @@
+"""Typed SQLAlchemy 2 models. The schema itself is owned by the Alembic migrations."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes stored as UTC on every backend (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+PortableJSON = JSON().with_variant(JSONB(), "postgresql")
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RatingScale(enum.StrEnum):
+    """Rating scales cxmine understands, with their valid ranges."""
+
+    STARS = "stars"
+    NPS = "nps"
+    CSAT = "csat"
+    CES = "ces"
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return {
+            RatingScale.STARS: (1.0, 5.0),
+            RatingScale.NPS: (0.0, 10.0),
+            RatingScale.CSAT: (1.0, 5.0),
+            RatingScale.CES: (1.0, 7.0),
+        }[self]
+
+
+class Role(enum.StrEnum):
+    """API key roles: admin can do everything, the others one job each."""
+
+    ADMIN = "admin"
+    ANALYST = "analyst"
+    INGEST = "ingest"
+    SCORER = "scorer"
+
+
+class Source(Base):
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(50), default="api")
+    default_touchpoint: Mapped[str | None] = mapped_column(String(100))
+    config: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ImportAudit(Base):
+    """One row per ingestion request (API batch or file import): who sent what, and what became of it."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    source_name: Mapped[str | None] = mapped_column(String(200))
+    filename: Mapped[str | None] = mapped_column(String(500))
+    file_format: Mapped[str | None] = mapped_column(String(20))
+    encoding: Mapped[str | None] = mapped_column(String(40))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(200), default="api")
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    stored: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    error_sample: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_imports_started_at", "started_at"),)
+
+
+class FeedbackItem(Base):
+    __tablename__ = "feedback_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="RESTRICT"))
+    external_id: Mapped[str | None] = mapped_column(String(300))
+    dedup_key: Mapped[str] = mapped_column(String(320))
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at_given: Mapped[bool] = mapped_column(default=True)
+    utc_offset_minutes: Mapped[int | None] = mapped_column(SmallInteger)
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rating_value: Mapped[float | None] = mapped_column(Float)
+    rating_scale: Mapped[str | None] = mapped_column(String(10))
+    location: Mapped[str | None] = mapped_column(String(200))
+    product: Mapped[str | None] = mapped_column(String(200))
+    channel: Mapped[str | None] = mapped_column(String(100))
+    author_hash: Mapped[str | None] = mapped_column(String(64))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", PortableJSON, default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
+
+    source: Mapped[Source] = relationship(lazy="joined", innerjoin=True)
+
+    __table_args__ = (
+        UniqueConstraint("source_id", "dedup_key", name="uq_feedback_items_source_dedup"),
+        UniqueConstraint("source_id", "external_id", name="uq_feedback_items_source_external"),
+        Index("ix_feedback_items_created_id", "created_at", "id"),
+        Index("ix_feedback_items_source_created", "source_id", "created_at"),
+        Index("ix_feedback_items_location_created", "location", "created_at"),
+        Index("ix_feedback_items_language_created", "language", "created_at"),
+        Index("ix_feedback_items_content_hash", "content_hash"),
+        Index("ix_feedback_items_import_id", "import_id"),
+    )
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,88 @@
+"""Reading stored feedback: filters and keyset (cursor) pagination."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from service.db.models import FeedbackItem, Source
+
+
+class InvalidCursorError(ValueError):
+    """The cursor was not produced by this API (or was altered)."""
+
+
+@dataclass(frozen=True)
+class FeedbackFilter:
+    """Which feedback to list; every field narrows the selection."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    sources: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    text_contains: str | None = None
+
+
+def encode_cursor(item: FeedbackItem) -> str:
+    """An opaque cursor pointing just after ``item`` in newest-first order."""
+    raw = json.dumps({"t": item.created_at.astimezone(UTC).isoformat(), "i": item.id})
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (created_at, id) position a cursor points after."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        created = datetime.fromisoformat(data["t"])
+        item_id = int(data["i"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidCursorError("the cursor is not valid; start again without one") from exc
+    if created.tzinfo is None:
+        raise InvalidCursorError("the cursor is not valid; start again without one")
+    return created, item_id
+
+
+def list_feedback(
+    session: Session, *, filters: FeedbackFilter, limit: int, cursor: str | None = None
+) -> tuple[list[FeedbackItem], str | None]:
+    """One page of feedback, newest first (by the customer's own time), and the cursor of the next."""
+    query = select(FeedbackItem)
+    if filters.since is not None:
+        query = query.where(FeedbackItem.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(FeedbackItem.created_at < filters.until)
+    if filters.sources:
+        source_ids = select(Source.id).where(Source.name.in_(filters.sources))
+        query = query.where(FeedbackItem.source_id.in_(source_ids))
+    if filters.locations:
+        query = query.where(FeedbackItem.location.in_(filters.locations))
+    if filters.languages:
+        query = query.where(FeedbackItem.language.in_(filters.languages))
+    if filters.text_contains:
+        query = query.where(FeedbackItem.text.icontains(filters.text_contains, autoescape=True))
+    if cursor is not None:
+        created, item_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                FeedbackItem.created_at < created,
+                and_(FeedbackItem.created_at == created, FeedbackItem.id < item_id),
+            )
+        )
+    query = query.order_by(FeedbackItem.created_at.desc(), FeedbackItem.id.desc()).limit(limit + 1)
+    items = list(session.scalars(query))
+    next_cursor = encode_cursor(items[limit - 1]) if len(items) > limit else None
+    return items[:limit], next_cursor
+
+
+def local_created_at(item: FeedbackItem) -> datetime:
+    """The item's time in the UTC offset it was written in."""
+    if item.utc_offset_minutes is None:
+        return item.created_at
+    return item.created_at.astimezone(timezone(timedelta(minutes=item.utc_offset_minutes)))

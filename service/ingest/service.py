@@ -1,0 +1,271 @@
+"""Idempotent storage of feedback: validation, de-duplication and the import audit."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from sqlalchemy import Insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.api.problems import FieldError, field_errors_from_pydantic
+from service.db.models import FeedbackItem, ImportAudit, Source, utcnow
+from service.ingest.schemas import FeedbackItemIn
+
+ItemStatus = Literal["stored", "duplicate", "rejected"]
+ERROR_SAMPLE_SIZE = 50
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass
+class ItemResult:
+    """What became of one incoming item."""
+
+    index: int
+    status: ItemStatus
+    id: int | None = None
+    external_id: str | None = None
+    errors: list[FieldError] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str | None:
+        """The rejection reasons as one line."""
+        if not self.errors:
+            return None
+        return "; ".join(f"{e.field}: {e.message}" if e.field != "(root)" else e.message for e in self.errors)
+
+
+@dataclass
+class IngestTally:
+    """Running counts of an ingestion."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+    def add(self, results: Iterable[ItemResult]) -> None:
+        """Count a chunk of results."""
+        for result in results:
+            self.received += 1
+            if result.status == "stored":
+                self.stored += 1
+            elif result.status == "duplicate":
+                self.duplicates += 1
+            else:
+                self.rejected += 1
+
+
+def hash_author(author: str, *, salt: bytes) -> str:
+    """A salted, keyed hash of an author handle: stable per deployment, not reversible without the salt."""
+    normalised = unicodedata.normalize("NFKC", author.strip()).casefold()
+    return hmac.new(salt, normalised.encode(), hashlib.sha256).hexdigest()
+
+
+def content_hash(text: str) -> str:
+    """A hash of the text alone, insensitive to case and spacing, for spotting copies across sources."""
+    normalised = _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+def dedup_key(item: FeedbackItemIn, *, author_hash: str | None) -> str:
+    """The per-source identity of an item: its external id, else a hash of source, text, time and author."""
+    if item.external_id is not None:
+        return "x:" + item.external_id
+    created = item.created_at.isoformat() if item.created_at else ""
+    identity = "\x1f".join((item.source, item.text, created, author_hash or ""))
+    return "h:" + hashlib.sha256(identity.encode()).hexdigest()
+
+
+def validate_item(raw: Any, *, max_text_chars: int) -> FeedbackItemIn | list[FieldError]:
+    """The item parsed and checked, or the reasons it cannot be accepted."""
+    if not isinstance(raw, dict):
+        return [FieldError(field="(root)", message=f"an item must be a JSON object, not {type(raw).__name__}")]
+    try:
+        return FeedbackItemIn.model_validate(raw, context={"max_text_chars": max_text_chars})
+    except ValidationError as exc:
+        return field_errors_from_pydantic(exc.errors())
+
+
+class FeedbackStore:
+    """Stores validated items exactly once per (source, identity), creating sources on first sight."""
+
+    def __init__(self, session: Session, *, author_salt: bytes) -> None:
+        self.session = session
+        self.author_salt = author_salt
+        self._source_ids: dict[str, int] = {}
+
+    def source_id(self, name: str) -> int:
+        """The id of source ``name``, created if this is the first time it is named."""
+        cached = self._source_ids.get(name)
+        if cached is not None:
+            return cached
+        self.session.execute(self._insert(Source).values(name=name, kind="api", config={}, created_at=utcnow())
+                             .on_conflict_do_nothing(index_elements=["name"]))
+        source_id = self.session.scalar(select(Source.id).where(Source.name == name))
+        assert source_id is not None
+        self._source_ids[name] = source_id
+        return source_id
+
+    def store(
+        self, items: Sequence[tuple[int, FeedbackItemIn]], *, import_id: int | None
+    ) -> list[ItemResult]:
+        """Insert the items that are new; report the others as duplicates (of rows or of each other)."""
+        now = utcnow()
+        pending: dict[tuple[int, str], dict[str, Any]] = {}
+        key_of_index: dict[int, tuple[int, str]] = {}
+        for index, item in items:
+            author_hash = hash_author(item.author, salt=self.author_salt) if item.author else None
+            key = (self.source_id(item.source), dedup_key(item, author_hash=author_hash))
+            key_of_index[index] = key
+            if key not in pending:
+                pending[key] = self._row(item, source_id=key[0], dedup=key[1], author_hash=author_hash,
+                                         now=now, import_id=import_id)
+
+        ids = self._existing_ids(pending.keys())
+        new_rows = [row for key, row in pending.items() if key not in ids]
+        inserted: set[tuple[int, str]] = set()
+        if new_rows:
+            statement = (
+                self._insert(FeedbackItem)
+                .on_conflict_do_nothing(index_elements=["source_id", "dedup_key"])
+                .returning(FeedbackItem.id, FeedbackItem.source_id, FeedbackItem.dedup_key)
+            )
+            for row_id, source_id, dedup in self.session.execute(statement, new_rows):
+                ids[(source_id, dedup)] = row_id
+                inserted.add((source_id, dedup))
+        missing = [key for key in pending if key not in ids]
+        if missing:  # lost a race with a concurrent writer: the winner's row is the one we would have stored
+            ids.update(self._existing_ids(missing))
+
+        results: list[ItemResult] = []
+        for index, item in items:
+            key = key_of_index[index]
+            first_claim = key in inserted
+            if first_claim:
+                inserted.discard(key)
+            results.append(ItemResult(
+                index=index, status="stored" if first_claim else "duplicate",
+                id=ids.get(key), external_id=item.external_id,
+            ))
+        return results
+
+    def _existing_ids(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        by_source: dict[int, list[str]] = {}
+        for source_id, dedup in keys:
+            by_source.setdefault(source_id, []).append(dedup)
+        found: dict[tuple[int, str], int] = {}
+        for source_id, dedups in by_source.items():
+            for start in range(0, len(dedups), 500):
+                rows = self.session.execute(
+                    select(FeedbackItem.id, FeedbackItem.dedup_key).where(
+                        FeedbackItem.source_id == source_id,
+                        FeedbackItem.dedup_key.in_(dedups[start : start + 500]),
+                    )
+                )
+                for row_id, dedup in rows:
+                    found[(source_id, dedup)] = row_id
+        return found
+
+    def _row(
+        self, item: FeedbackItemIn, *, source_id: int, dedup: str, author_hash: str | None,
+        now: datetime, import_id: int | None,
+    ) -> dict[str, Any]:
+        created = item.created_at or now
+        offset = created.utcoffset()
+        return {
+            "source_id": source_id,
+            "external_id": item.external_id,
+            "dedup_key": dedup,
+            "text": item.text,
+            "language": item.language,
+            "created_at": created,
+            "created_at_given": item.created_at is not None,
+            "utc_offset_minutes": int(offset.total_seconds() // 60) if offset is not None else None,
+            "collected_at": now,
+            "rating_value": item.rating.value if item.rating else None,
+            "rating_scale": item.rating.scale.value if item.rating else None,
+            "location": item.location,
+            "product": item.product,
+            "channel": item.channel,
+            "author_hash": author_hash,
+            "meta": item.metadata,
+            "content_hash": content_hash(item.text),
+            "import_id": import_id,
+        }
+
+    def _insert(self, model: type[Any]) -> Any:
+        dialect = self.session.get_bind().dialect.name
+        insert: Callable[[type[Any]], Insert] = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        return insert(model)
+
+
+def start_import(
+    session: Session, *, kind: str, actor: str, api_key_id: int | None = None, source_name: str | None = None,
+    filename: str | None = None, file_format: str | None = None, encoding: str | None = None,
+) -> ImportAudit:
+    """Open an audit row for an ingestion, so that every stored item can be traced to it."""
+    audit = ImportAudit(
+        kind=kind, actor=actor, api_key_id=api_key_id, source_name=source_name, filename=filename,
+        file_format=file_format, encoding=encoding, status="running", error_sample=[],
+    )
+    session.add(audit)
+    session.flush()
+    return audit
+
+
+def record_results(audit: ImportAudit, results: Sequence[ItemResult], *, row_label: str = "item") -> None:
+    """Add a chunk's counts and a sample of its rejections to the audit row."""
+    tally = IngestTally(audit.received, audit.stored, audit.duplicates, audit.rejected)
+    tally.add(results)
+    audit.received, audit.stored = tally.received, tally.stored
+    audit.duplicates, audit.rejected = tally.duplicates, tally.rejected
+    room = ERROR_SAMPLE_SIZE - len(audit.error_sample)
+    if room > 0:
+        sample = [{row_label: r.index, "reason": r.reason} for r in results if r.status == "rejected"][:room]
+        if sample:
+            audit.error_sample = [*audit.error_sample, *sample]
+
+
+def finish_import(audit: ImportAudit, *, status: str = "completed") -> None:
+    """Close the audit row."""
+    audit.status = status
+    audit.finished_at = utcnow()
+
+
+def ingest_batch(
+    session: Session, *, raw_items: Sequence[Any], author_salt: bytes, max_text_chars: int,
+    actor: str, api_key_id: int | None = None,
+) -> tuple[ImportAudit, list[ItemResult]]:
+    """Validate and store one batch in a single transaction; each item gets its own result."""
+    audit = start_import(session, kind="batch", actor=actor, api_key_id=api_key_id)
+    store = FeedbackStore(session, author_salt=author_salt)
+    results: dict[int, ItemResult] = {}
+    valid: list[tuple[int, FeedbackItemIn]] = []
+    for index, raw in enumerate(raw_items):
+        outcome = validate_item(raw, max_text_chars=max_text_chars)
+        if isinstance(outcome, FeedbackItemIn):
+            valid.append((index, outcome))
+        else:
+            external_id = raw.get("external_id") if isinstance(raw, dict) else None
+            results[index] = ItemResult(
+                index=index, status="rejected", errors=outcome,
+                external_id=external_id if isinstance(external_id, str) else None,
+            )
+    for result in store.store(valid, import_id=audit.id):
+        results[result.index] = result
+    ordered = [results[index] for index in range(len(raw_items))]
+    sources = {item.source for _, item in valid}
+    audit.source_name = next(iter(sources)) if len(sources) == 1 else None
+    record_results(audit, ordered)
+    finish_import(audit)
+    session.commit()
+    return audit, ordered
