@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up cxmine and serve it with demo data on http://127.0.0.1:8000 (embedded profile: SQLite under ./var).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="" source scripts/_venv.sh
+
+cxmine=.venv/bin/cxmine
+$cxmine db upgrade
+$cxmine demo --if-empty
+
+data_dir=${CXMINE_DATA_DIR:-var}
+key_file="$data_dir/admin-key.txt"
+mkdir -p "$data_dir"
+if [ ! -s "$key_file" ] || ! $cxmine keys check "$(cat "$key_file")" >/dev/null 2>&1; then
+    (umask 077 && $cxmine keys create --role admin --name "run.sh admin" --quiet > "$key_file")
+fi
+key=$(cat "$key_file")
+host=${CXMINE_HOST:-127.0.0.1}
+port=${CXMINE_PORT:-8000}
+cat <<MSG
+
+  cxmine is starting on http://$host:$port  (API docs: http://$host:$port/docs)
+  admin API key (also in $key_file):
+
+      $key
+
+  try:  curl -H "Authorization: Bearer $key" "http://$host:$port/v1/feedback?limit=3"
+
+MSG
+exec $cxmine serve --host "$host" --port "$port"
