@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
 from typing import Any
 
 from fastapi import FastAPI
@@ -71,8 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _openapi_with_item_schema(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document, plus the item schema that batches validate item by item."""
     if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                             description=app.description, routes=app.routes)
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+        )
         item = FeedbackItemIn.model_json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(item.pop("$defs", {}))

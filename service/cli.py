@@ -129,8 +129,13 @@ def _safe_url(settings: Settings) -> str:
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[Role, typer.Option(help="admin: everything; analyst: read; ingest: write feedback; "
-                                       "scorer: the scoring endpoint only.")],
+    role: Annotated[
+        Role,
+        typer.Option(
+            help="admin: everything; analyst: read; ingest: write feedback; "
+            "scorer: the scoring endpoint only."
+        ),
+    ],
     name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'CX team'.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key.")] = False,
 ) -> None:
@@ -155,14 +160,22 @@ def keys_list() -> None:
     with _database() as (_, session):
         table = Table("id", "name", "role", "prefix", "created", "last used", "revoked")
         for key in list_api_keys(session):
-            table.add_row(str(key.id), key.name, key.role, key.prefix + "…", f"{key.created_at:%Y-%m-%d %H:%M}",
-                          f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "-",
-                          f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "")
+            table.add_row(
+                str(key.id),
+                key.name,
+                key.role,
+                key.prefix + "…",
+                f"{key.created_at:%Y-%m-%d %H:%M}",
+                f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "-",
+                f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+            )
         out.print(table)
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id, from `cxmine keys list`.")]) -> None:
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id, from `cxmine keys list`.")],
+) -> None:
     """Revoke an API key."""
     from service.keys import revoke_api_key
 
@@ -187,11 +200,21 @@ def keys_check(key: Annotated[str, typer.Argument(help="A key to test.")]) -> No
 
 @app.command("import")
 def import_command(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV, XLSX or JSONL.")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV, XLSX or JSONL.")
+    ],
     source: Annotated[str, typer.Option(help="Source name for every row, e.g. 'nps-survey'.")],
-    mapping: Annotated[str | None, typer.Option("--map", help="Columns to fields: "
-                       "text=comment,created_at=date,rating=score,location=store,meta.segment=Segment.")] = None,
-    file_format: Annotated[str | None, typer.Option("--format", help="csv, xlsx or jsonl (default: guess).")] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            help="Columns to fields: "
+            "text=comment,created_at=date,rating=score,location=store,meta.segment=Segment.",
+        ),
+    ] = None,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv, xlsx or jsonl (default: guess).")
+    ] = None,
     encoding: Annotated[str | None, typer.Option(help="Text encoding (default: detect).")] = None,
     rating_scale: Annotated[RatingScale | None, typer.Option(help="Scale of the rating column.")] = None,
     timezone: Annotated[str, typer.Option(help="IANA zone for dates without an offset.")] = "UTC",
@@ -209,14 +232,28 @@ def import_command(
         raise _fail(f"unknown format {file_format!r}: use csv, xlsx or jsonl")
     try:
         options = ImportOptions(
-            source=source, filename=file.name, file_format=file_format,  # type: ignore[arg-type]
-            mapping=parse_mapping(mapping) if mapping else None, encoding=encoding, rating_scale=rating_scale,
-            default_timezone=timezone, date_format=date_format, sheet=sheet,
+            source=source,
+            filename=file.name,
+            file_format=file_format,  # type: ignore[arg-type]
+            mapping=parse_mapping(mapping) if mapping else None,
+            encoding=encoding,
+            rating_scale=rating_scale,
+            default_timezone=timezone,
+            date_format=date_format,
+            sheet=sheet,
         )
-        with _database() as (_, session), Progress(
-            TextColumn("[bold]importing[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), console=console, transient=False,
-        ) as progress:
+        with (
+            _database() as (_, session),
+            Progress(
+                TextColumn("[bold]importing[/] {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} rows/s"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            ) as progress,
+        ):
             task = progress.add_task(file.name, total=estimate_rows(data), rate="-")
 
             def advance(rows: int) -> None:
@@ -226,9 +263,14 @@ def import_command(
                     progress.update(task, rate=f"{progress.tasks[task].completed / elapsed:,.0f}")
 
             audit, decoded, results = import_file(
-                session, data=data, options=options, author_salt=settings.author_salt_bytes(),
-                max_text_chars=settings.max_text_chars, chunk_rows=settings.import_chunk_rows,
-                actor="cli", on_progress=advance,
+                session,
+                data=data,
+                options=options,
+                author_salt=settings.author_salt_bytes(),
+                max_text_chars=settings.max_text_chars,
+                chunk_rows=settings.import_chunk_rows,
+                actor="cli",
+                on_progress=advance,
             )
             progress.update(task, total=audit.received, completed=audit.received)
     except FileFormatError as exc:
@@ -243,7 +285,9 @@ def import_command(
 
 @app.command()
 def demo(
-    if_empty: Annotated[bool, typer.Option("--if-empty", help="Load only when no feedback is stored yet.")] = False,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Load only when no feedback is stored yet.")
+    ] = False,
     count: Annotated[int, typer.Option(min=1, max=5000, help="How many demo items.")] = 400,
 ) -> None:
     """Load the multilingual demo data set (English, Arabic, Persian, Thai; idempotent)."""
@@ -257,17 +301,23 @@ def demo(
             return
         items = demo_items(count=count)
         stored = duplicates = rejected = 0
-        with Progress(TextColumn("[bold]loading demo data[/]"), BarColumn(), MofNCompleteColumn(),
-                      console=console) as progress:
+        with Progress(
+            TextColumn("[bold]loading demo data[/]"), BarColumn(), MofNCompleteColumn(), console=console
+        ) as progress:
             task = progress.add_task("demo", total=len(items))
             for start in range(0, len(items), settings.max_batch_items):
                 chunk = items[start : start + settings.max_batch_items]
                 audit, _ = ingest_batch(
-                    session, raw_items=chunk, author_salt=settings.author_salt_bytes(),
-                    max_text_chars=settings.max_text_chars, actor="demo",
+                    session,
+                    raw_items=chunk,
+                    author_salt=settings.author_salt_bytes(),
+                    max_text_chars=settings.max_text_chars,
+                    actor="demo",
                 )
                 stored, duplicates, rejected = (
-                    stored + audit.stored, duplicates + audit.duplicates, rejected + audit.rejected
+                    stored + audit.stored,
+                    duplicates + audit.duplicates,
+                    rejected + audit.rejected,
                 )
                 progress.advance(task, len(chunk))
     if rejected:

@@ -38,7 +38,9 @@ class ConsoleFormatter(logging.Formatter):
             for key, value in vars(record).items()
             if key not in _STANDARD_ATTRS and not key.startswith("_")
         )
-        line = f"{record.levelname:<7} {record.name}: {record.getMessage()}" + (f"  {extras}" if extras else "")
+        line = f"{record.levelname:<7} {record.name}: {record.getMessage()}" + (
+            f"  {extras}" if extras else ""
+        )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

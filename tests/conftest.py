@@ -57,7 +57,9 @@ class ScratchDatabase:
 
 
 @pytest.fixture
-def scratch_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], ScratchDatabase]]:
+def scratch_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[str], ScratchDatabase]]:
     """A factory of empty, unmigrated databases, dropped after the test."""
     made: list[ScratchDatabase] = []
 
@@ -72,7 +74,9 @@ def scratch_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def migrated_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def migrated_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """One migrated database per backend for the whole run; tests get it emptied."""
     database = ScratchDatabase(request.param, tmp_path_factory.mktemp("db"))
     migrate.upgrade(database.url)
@@ -107,7 +111,7 @@ def session(engine: Engine) -> Iterator[Session]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path / "var", author_salt="test-salt")  # type: ignore[arg-type]
+    return Settings(database_url=database_url, data_dir=tmp_path / "var", author_salt="test-salt")
 
 
 @pytest.fixture

@@ -34,7 +34,9 @@ EXPECTED_ROLES: dict[tuple[str, str], set[Role]] = {
 
 def _v1_routes() -> list[tuple[str, str]]:
     paths = create_app(Settings()).openapi()["paths"]
-    return sorted((method.upper(), path) for path, ops in paths.items() if path.startswith("/v1") for method in ops)
+    return sorted(
+        (method.upper(), path) for path, ops in paths.items() if path.startswith("/v1") for method in ops
+    )
 
 
 def test_every_v1_route_is_in_the_matrix() -> None:
@@ -59,7 +61,9 @@ def test_role_matrix(
     for role in Role:
         response = client.request(method, url, headers=auth(role))
         if role in EXPECTED_ROLES[(method, path)]:
-            assert response.status_code not in (401, 403), f"{role} refused on {method} {path}: {response.text}"
+            assert response.status_code not in (401, 403), (
+                f"{role} refused on {method} {path}: {response.text}"
+            )
         else:
             assert response.status_code == 403, f"{role} admitted on {method} {path}"
             assert role.value in response.json()["detail"]

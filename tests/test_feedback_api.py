@@ -17,25 +17,53 @@ Auth = Callable[[Role], dict[str, str]]
 def _post(client: TestClient, auth: Auth, items: list[Any]) -> dict[str, Any]:
     response = client.post("/v1/feedback", json={"items": items}, headers=auth(Role.INGEST))
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def _count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(FeedbackItem)) or 0
 
 
-BATCH = [
-    {"text": "Delivery was three days late.", "source": "trustpilot", "external_id": "tp-1",
-     "created_at": "2026-10-01T09:30:00+03:00", "rating": {"value": 2, "scale": "stars"},
-     "location": "Riyadh Olaya", "language": "en", "author": "alice@example.com"},
-    {"text": "التوصيل تأخر كثيرا", "source": "trustpilot", "external_id": "tp-2",
-     "created_at": "2026-10-02T10:00:00Z", "rating": {"value": 1, "scale": "stars"}, "language": "ar"},
-    {"text": "Great!", "source": "nps-survey", "author": "customer-a", "created_at": "2026-10-03T08:00:00+00:00",
-     "rating": {"value": 10, "scale": "nps"}},
-    {"text": "Great!", "source": "nps-survey", "author": "customer-b", "created_at": "2026-10-03T08:00:00+00:00",
-     "rating": {"value": 9, "scale": "nps"}},
-    {"text": "ارسال سفارش‌ها خیلی کند است", "source": "app-store", "language": "fa",
-     "created_at": "2026-10-04T12:00:00+03:30"},
+BATCH: list[dict[str, Any]] = [
+    {
+        "text": "Delivery was three days late.",
+        "source": "trustpilot",
+        "external_id": "tp-1",
+        "created_at": "2026-10-01T09:30:00+03:00",
+        "rating": {"value": 2, "scale": "stars"},
+        "location": "Riyadh Olaya",
+        "language": "en",
+        "author": "alice@example.com",
+    },
+    {
+        "text": "التوصيل تأخر كثيرا",
+        "source": "trustpilot",
+        "external_id": "tp-2",
+        "created_at": "2026-10-02T10:00:00Z",
+        "rating": {"value": 1, "scale": "stars"},
+        "language": "ar",
+    },
+    {
+        "text": "Great!",
+        "source": "nps-survey",
+        "author": "customer-a",
+        "created_at": "2026-10-03T08:00:00+00:00",
+        "rating": {"value": 10, "scale": "nps"},
+    },
+    {
+        "text": "Great!",
+        "source": "nps-survey",
+        "author": "customer-b",
+        "created_at": "2026-10-03T08:00:00+00:00",
+        "rating": {"value": 9, "scale": "nps"},
+    },
+    {
+        "text": "ارسال سفارش‌ها خیلی کند است",
+        "source": "app-store",
+        "language": "fa",
+        "created_at": "2026-10-04T12:00:00+03:30",
+    },
 ]
 
 
@@ -50,7 +78,9 @@ def test_same_batch_twice_stores_once(client: TestClient, auth: Auth, session: S
     assert _count(session) == 5
 
 
-def test_two_customers_writing_the_same_words_stay_two(client: TestClient, auth: Auth, session: Session) -> None:
+def test_two_customers_writing_the_same_words_stay_two(
+    client: TestClient, auth: Auth, session: Session
+) -> None:
     result = _post(client, auth, BATCH[2:4])
     assert [item["status"] for item in result["items"]] == ["stored", "stored"]
     same_author_again = _post(client, auth, [BATCH[2]])
@@ -107,7 +137,11 @@ def test_mixed_batch_keeps_good_items_and_explains_bad_ones(
     assert all(item["errors"] for item in result["items"][1:-1])
     assert _count(session) == 2
     audit = session.get(ImportAudit, result["import_id"])
-    assert audit is not None and (audit.received, audit.stored, audit.rejected) == (len(items), 2, len(bad_items))
+    assert audit is not None and (audit.received, audit.stored, audit.rejected) == (
+        len(items),
+        2,
+        len(bad_items),
+    )
     assert len(audit.error_sample) == len(bad_items)
 
 
@@ -163,9 +197,14 @@ def test_body_over_the_byte_limit_is_413_declared_or_streamed(client: TestClient
 
 def test_list_filters_and_paginates_with_a_cursor(client: TestClient, auth: Auth) -> None:
     items = [
-        {"text": f"review {i}", "source": "trustpilot" if i % 2 else "google-play", "external_id": str(i),
-         "created_at": f"2026-10-{1 + i % 20:02d}T10:00:00+00:00", "location": "Dubai Mall" if i % 3 else None,
-         "language": "en" if i % 4 else "ar"}
+        {
+            "text": f"review {i}",
+            "source": "trustpilot" if i % 2 else "google-play",
+            "external_id": str(i),
+            "created_at": f"2026-10-{1 + i % 20:02d}T10:00:00+00:00",
+            "location": "Dubai Mall" if i % 3 else None,
+            "language": "en" if i % 4 else "ar",
+        }
         for i in range(40)
     ]
     _post(client, auth, items)
@@ -197,7 +236,9 @@ def test_list_filters_and_paginates_with_a_cursor(client: TestClient, auth: Auth
     assert ids(since="2026-10-19T00:00:00Z") == {str(i) for i in range(40) if 1 + i % 20 >= 19}
     assert ids(until="2026-10-02T00:00:00+00:00") == {str(i) for i in range(40) if i % 20 == 0}
     assert ids(q="REVIEW 1") == {str(i) for i in range(40) if str(i).startswith("1")}
-    assert ids(source=["trustpilot", "google-play"], language="ar") == {str(i) for i in range(40) if i % 4 == 0}
+    assert ids(source=["trustpilot", "google-play"], language="ar") == {
+        str(i) for i in range(40) if i % 4 == 0
+    }
 
 
 def test_text_search_treats_wildcards_literally(client: TestClient, auth: Auth) -> None:

@@ -50,9 +50,16 @@ def _texts(session: Session) -> list[str]:
 def test_cp1256_arabic_csv(client: TestClient, auth: Auth, session: Session) -> None:
     csv_text = f"comment,date,stars,store\r\n{ARABIC},2026-10-01 09:30,2,Riyadh Olaya\r\nممتاز,2026-10-02 10:00,5,Dubai Mall\r\n"
     response = _upload(
-        client, auth, name="export.csv", data=csv_text.encode("cp1256"),
-        fields={"source": "csat-survey", "mapping": "text=comment,created_at=date,rating=stars,location=store",
-                "rating_scale": "stars", "timezone": "Asia/Riyadh"},
+        client,
+        auth,
+        name="export.csv",
+        data=csv_text.encode("cp1256"),
+        fields={
+            "source": "csat-survey",
+            "mapping": "text=comment,created_at=date,rating=stars,location=store",
+            "rating_scale": "stars",
+            "timezone": "Asia/Riyadh",
+        },
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -69,9 +76,15 @@ def test_utf16_unicode_text_export_from_excel(client: TestClient, auth: Auth, se
     rows = ["Comment\tSubmitted\tNPS", f"{PERSIAN}\t2026-10-03T08:00:00+03:30\t3", f"{THAI}\t2026-10-04\t2"]
     data = "\r\n".join(rows).encode("utf-16")  # with BOM, as Excel's "Unicode Text" writes it
     response = _upload(
-        client, auth, name="responses.txt", data=data,
-        fields={"source": "nps-survey", "mapping": "text=Comment,created_at=Submitted,rating=NPS",
-                "rating_scale": "nps"},
+        client,
+        auth,
+        name="responses.txt",
+        data=data,
+        fields={
+            "source": "nps-survey",
+            "mapping": "text=Comment,created_at=Submitted,rating=NPS",
+            "rating_scale": "nps",
+        },
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -92,9 +105,15 @@ def test_xlsx_with_dates_numbers_and_metadata(client: TestClient, auth: Auth, se
     buffer = io.BytesIO()
     workbook.save(buffer)
     response = _upload(
-        client, auth, name="survey.xlsx", data=buffer.getvalue(),
-        fields={"source": "nps-survey", "rating_scale": "nps",
-                "mapping": "text=Why?,created_at=When,rating=Score,external_id=Response ID,meta.segment=Segment"},
+        client,
+        auth,
+        name="survey.xlsx",
+        data=buffer.getvalue(),
+        fields={
+            "source": "nps-survey",
+            "rating_scale": "nps",
+            "mapping": "text=Why?,created_at=When,rating=Score,external_id=Response ID,meta.segment=Segment",
+        },
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -108,13 +127,16 @@ def test_xlsx_with_dates_numbers_and_metadata(client: TestClient, auth: Auth, se
 
 def test_jsonl_with_a_broken_line_keeps_the_rest(client: TestClient, auth: Auth, session: Session) -> None:
     lines = [
-        json.dumps({"text": "App crashes at checkout", "external_id": "a1", "created_at": "2026-10-01T10:00:00Z"}),
+        json.dumps(
+            {"text": "App crashes at checkout", "external_id": "a1", "created_at": "2026-10-01T10:00:00Z"}
+        ),
         '{"text": "broken line", ',
         json.dumps({"text": "Love the new loyalty points", "external_id": "a2", "language": "en"}),
         json.dumps(["not", "an", "object"]),
     ]
-    response = _upload(client, auth, name="mentions.jsonl", data="\n".join(lines).encode(),
-                       fields={"source": "reddit"})
+    response = _upload(
+        client, auth, name="mentions.jsonl", data="\n".join(lines).encode(), fields={"source": "reddit"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert [row["status"] for row in body["rows"]] == ["stored", "rejected", "stored", "rejected"]
@@ -133,11 +155,14 @@ def test_reimporting_a_file_stores_nothing_twice(client: TestClient, auth: Auth,
     assert _count(session) == 3
     audits = session.scalars(select(ImportAudit).order_by(ImportAudit.id)).all()
     assert [(a.kind, a.status, a.stored, a.duplicates) for a in audits] == [
-        ("file", "completed", 3, 0), ("file", "completed", 0, 3)
+        ("file", "completed", 3, 0),
+        ("file", "completed", 0, 3),
     ]
 
 
-def test_bad_rows_get_reasons_and_good_rows_are_kept(client: TestClient, auth: Auth, session: Session) -> None:
+def test_bad_rows_get_reasons_and_good_rows_are_kept(
+    client: TestClient, auth: Auth, session: Session
+) -> None:
     long_text = "x" * 10_001
     csv_text = (
         "comment,date,score\n"
@@ -151,9 +176,16 @@ def test_bad_rows_get_reasons_and_good_rows_are_kept(client: TestClient, auth: A
         "another good one,2026-10-02,1\n"
     )
     response = _upload(
-        client, auth, name="mixed.csv", data=csv_text.encode(), report="problems",
-        fields={"source": "csat-survey", "mapping": "text=comment,created_at=date,rating=score",
-                "rating_scale": "csat"},
+        client,
+        auth,
+        name="mixed.csv",
+        data=csv_text.encode(),
+        report="problems",
+        fields={
+            "source": "csat-survey",
+            "mapping": "text=comment,created_at=date,rating=score",
+            "rating_scale": "csat",
+        },
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -180,7 +212,12 @@ def test_bad_rows_get_reasons_and_good_rows_are_kept(client: TestClient, auth: A
     ],
 )
 def test_unreadable_files_are_422_problems(
-    client: TestClient, auth: Auth, session: Session, name: str, data: bytes, fields: dict[str, str],
+    client: TestClient,
+    auth: Auth,
+    session: Session,
+    name: str,
+    data: bytes,
+    fields: dict[str, str],
     fragment: str,
 ) -> None:
     response = _upload(client, auth, name=name, data=data, fields={"source": "s", **fields})
@@ -204,7 +241,8 @@ def test_upload_over_the_limit_is_413(settings: Settings, api_keys: dict[Role, s
     small = settings.model_copy(update={"max_upload_bytes": 2048})
     with TestClient(create_app(small)) as client:
         response = client.post(
-            "/v1/feedback/import", files={"file": ("big.csv", b"text\n" + b"a" * 5000, "text/csv")},
+            "/v1/feedback/import",
+            files={"file": ("big.csv", b"text\n" + b"a" * 5000, "text/csv")},
             data={"source": "s", "mapping": "text=text"},
             headers={"Authorization": f"Bearer {api_keys[Role.INGEST]}"},
         )
@@ -244,7 +282,9 @@ def test_cli_import_explains_a_bad_mapping(cli_env: None, tmp_path: Path) -> Non
 
 
 def test_cli_keys_create_prints_a_working_key(cli_env: None, session: Session) -> None:
-    result = CliRunner().invoke(cli_app, ["keys", "create", "--role", "analyst", "--name", "CX team", "--quiet"])
+    result = CliRunner().invoke(
+        cli_app, ["keys", "create", "--role", "analyst", "--name", "CX team", "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     key = result.stdout.strip()
     assert key.startswith("cxm_")

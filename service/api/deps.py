@@ -38,7 +38,9 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer cxm_...`")
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Alternatively `X-API-Key: cxm_...`")
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Alternatively `X-API-Key: cxm_...`"
+)
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,18 @@ def require_roles(*roles: Role) -> Callable[..., Caller]:
         plaintext = bearer.credentials if bearer is not None else header_key
         challenge = {"WWW-Authenticate": "Bearer"}
         if not plaintext:
-            raise ProblemError(401, "An API key is required: send `Authorization: Bearer <key>`.", headers=challenge)
+            raise ProblemError(
+                401, "An API key is required: send `Authorization: Bearer <key>`.", headers=challenge
+            )
         key = authenticate(session, plaintext=plaintext)
         if key is None:
             raise ProblemError(401, "The API key is unknown or revoked.", headers=challenge)
         role = Role(key.role)
         if role not in allowed:
             wanted = ", ".join(sorted(r.value for r in allowed))
-            raise ProblemError(403, f"A key with role {role.value!r} may not do this; it needs one of: {wanted}.")
+            raise ProblemError(
+                403, f"A key with role {role.value!r} may not do this; it needs one of: {wanted}."
+            )
         return Caller(key_id=key.id, name=key.name, role=role)
 
     dependency.allowed_roles = allowed  # type: ignore[attr-defined]

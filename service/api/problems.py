@@ -98,7 +98,9 @@ def field_errors_from_pydantic(errors: Any, *, drop_prefix: int = 0) -> list[Fie
         message = str(error.get("msg", "invalid value"))
         if message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
-        result.append(FieldError(field=".".join(location) or "(root)", message=message, code=error.get("type")))
+        result.append(
+            FieldError(field=".".join(location) or "(root)", message=message, code=error.get("type"))
+        )
     return result
 
 

@@ -12,8 +12,11 @@ from service.db.models import RatingScale, Role
 from service.ingest.schemas import FeedbackItemIn, RatingIn
 
 ItemSchema = WithJsonSchema(
-    {"type": "object", "description": "A feedback item; see the FeedbackItemIn schema.",
-     "$ref": "#/components/schemas/FeedbackItemIn"}
+    {
+        "type": "object",
+        "description": "A feedback item; see the FeedbackItemIn schema.",
+        "$ref": "#/components/schemas/FeedbackItemIn",
+    }
 )
 
 
@@ -26,7 +29,9 @@ class FeedbackBatchIn(BaseModel):
 class ItemResultOut(BaseModel):
     index: int = Field(description="Position in the batch (0-based), or the row number in an imported file.")
     status: Literal["stored", "duplicate", "rejected"]
-    id: int | None = Field(default=None, description="The stored item's id (for duplicates: the earlier copy).")
+    id: int | None = Field(
+        default=None, description="The stored item's id (for duplicates: the earlier copy)."
+    )
     external_id: str | None = None
     reason: str | None = None
     errors: list[FieldError] | None = None
@@ -49,7 +54,9 @@ class ImportResultOut(IngestSummary):
     format: str
     encoding: str | None
     delimiter: str | None
-    rows: list[ItemResultOut] = Field(description="Per row: every row, or only the problems with report=problems.")
+    rows: list[ItemResultOut] = Field(
+        description="Per row: every row, or only the problems with report=problems."
+    )
 
 
 class RatingOut(BaseModel):
@@ -66,7 +73,9 @@ class FeedbackOut(BaseModel):
     text: str
     language: str | None
     created_at: datetime = Field(description="When the customer wrote it, in the offset it was given with.")
-    created_at_given: bool = Field(description="False when no time was given and the collection time was used.")
+    created_at_given: bool = Field(
+        description="False when no time was given and the collection time was used."
+    )
     collected_at: datetime
     rating: RatingOut | None
     location: str | None

@@ -15,10 +15,9 @@ import io
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -108,7 +107,7 @@ def parse_mapping(spec: str) -> ColumnMapping:
     stripped = spec.strip()
     if not stripped:
         raise FileFormatError("the column mapping is empty; give at least text=<column>, e.g. text=comment")
-    pairs = _mapping_pairs_from_json(stripped) if stripped.startswith("{") else _mapping_pairs(stripped)
+    pairs = _mapping_pairs_from_json(stripped) if stripped[0] in "{[" else _mapping_pairs(stripped)
 
     targets: dict[str, str] = {}
     metadata: dict[str, str] = {}
@@ -378,7 +377,7 @@ def _guess_legacy_encodings(sample: bytes) -> list[str]:
 @functools.lru_cache(maxsize=64)
 def _zone(name: str) -> tzinfo:
     if name.upper() in {"UTC", "Z", "ETC/UTC"}:
-        return timezone.utc
+        return UTC
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -429,9 +428,9 @@ def _datetime_from_number(number: float, default_timezone: str) -> datetime:
         raise ValueError(f"{number} is not a date")
     try:
         if number >= 1e11:
-            return datetime.fromtimestamp(number / 1000, tz=timezone.utc)
+            return datetime.fromtimestamp(number / 1000, tz=UTC)
         if number >= 1e8:
-            return datetime.fromtimestamp(number, tz=timezone.utc)
+            return datetime.fromtimestamp(number, tz=UTC)
         low, high = _EXCEL_SERIAL_RANGE
         if low <= number < high:
             # A spreadsheet date cell that lost its date formatting: days since 1899-12-30.
@@ -705,11 +704,13 @@ def _resolve_columns(headers: list[str], mapping: ColumnMapping) -> _Columns:
     for target, column in mapping.columns():
         if column in duplicated:
             raise FileFormatError(f"column '{column}' (for {target}) appears more than once in the header")
-        index = exact.get(column, loose.get(_normalise_header(column)))
-        if index is None:
+        position = exact.get(column)
+        if position is None:
+            position = loose.get(_normalise_header(column))
+        if position is None:
             missing.append(f"'{column}' (for {target})")
         else:
-            resolved.append((target, column, index))
+            resolved.append((target, column, position))
     if missing:
         raise FileFormatError(_missing_columns_message(missing, headers, mapping))
     return _Columns(
@@ -953,7 +954,9 @@ def _read_xlsx(
         workbook.close()
         raise
     decoded = DecodedFile(format="xlsx", encoding=None, delimiter=None)
-    return decoded, _iter_xlsx_rows(workbook, rows, header_row, headers, columns, builder)
+    return decoded, _iter_xlsx_rows(
+        workbook=workbook, rows=rows, header_row=header_row, headers=headers, columns=columns, builder=builder
+    )
 
 
 def _pick_sheet(workbook: Any, sheet: str | None) -> Any:
@@ -993,6 +996,7 @@ def _xlsx_header(rows: Iterator[tuple[int, tuple[Any, ...]]]) -> tuple[int, list
 
 
 def _iter_xlsx_rows(
+    *,
     workbook: Any,
     rows: Iterator[tuple[int, tuple[Any, ...]]],
     header_row: int,
@@ -1015,7 +1019,8 @@ def _iter_xlsx_rows(
                 yield ParsedRow(
                     row_number + 1,
                     None,
-                    f"row {row_number + 1}: could not read the worksheet from here on ({type(error).__name__})",
+                    f"row {row_number + 1}: could not read the worksheet from here on "
+                    f"({type(error).__name__})",
                 )
                 return
             if not any(_clean(cell) is not None for cell in cells):

@@ -75,8 +75,14 @@ def import_file(
         sheet=options.sheet,
     )
     audit = start_import(
-        session, kind="file", actor=actor, api_key_id=api_key_id, source_name=options.source,
-        filename=options.filename, file_format=decoded.format, encoding=decoded.encoding,
+        session,
+        kind="file",
+        actor=actor,
+        api_key_id=api_key_id,
+        source_name=options.source,
+        filename=options.filename,
+        file_format=decoded.format,
+        encoding=decoded.encoding,
     )
     session.commit()
     store = FeedbackStore(session, author_salt=author_salt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -12,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Insert, select
+from sqlalchemy import Insert, Table, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -88,7 +89,9 @@ def dedup_key(item: FeedbackItemIn, *, author_hash: str | None) -> str:
 def validate_item(raw: Any, *, max_text_chars: int) -> FeedbackItemIn | list[FieldError]:
     """The item parsed and checked, or the reasons it cannot be accepted."""
     if not isinstance(raw, dict):
-        return [FieldError(field="(root)", message=f"an item must be a JSON object, not {type(raw).__name__}")]
+        return [
+            FieldError(field="(root)", message=f"an item must be a JSON object, not {type(raw).__name__}")
+        ]
     try:
         return FeedbackItemIn.model_validate(raw, context={"max_text_chars": max_text_chars})
     except ValidationError as exc:
@@ -108,8 +111,11 @@ class FeedbackStore:
         cached = self._source_ids.get(name)
         if cached is not None:
             return cached
-        self.session.execute(self._insert(Source).values(name=name, kind="api", config={}, created_at=utcnow())
-                             .on_conflict_do_nothing(index_elements=["name"]))
+        self.session.execute(
+            self._insert(Source)
+            .values(name=name, kind="api", config={}, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
         source_id = self.session.scalar(select(Source.id).where(Source.name == name))
         assert source_id is not None
         self._source_ids[name] = source_id
@@ -127,23 +133,24 @@ class FeedbackStore:
             key = (self.source_id(item.source), dedup_key(item, author_hash=author_hash))
             key_of_index[index] = key
             if key not in pending:
-                pending[key] = self._row(item, source_id=key[0], dedup=key[1], author_hash=author_hash,
-                                         now=now, import_id=import_id)
+                pending[key] = self._row(
+                    item,
+                    source_id=key[0],
+                    dedup=key[1],
+                    author_hash=author_hash,
+                    now=now,
+                    import_id=import_id,
+                )
 
-        ids = self._existing_ids(pending.keys())
-        new_rows = [row for key, row in pending.items() if key not in ids]
+        # Insert first and look up only what was not inserted: new rows cost one statement, and a
+        # concurrent writer that wins a race simply makes our copy a duplicate of its row.
+        ids: dict[tuple[int, str], int] = {}
         inserted: set[tuple[int, str]] = set()
-        if new_rows:
-            statement = (
-                self._insert(FeedbackItem)
-                .on_conflict_do_nothing(index_elements=["source_id", "dedup_key"])
-                .returning(FeedbackItem.id, FeedbackItem.source_id, FeedbackItem.dedup_key)
-            )
-            for row_id, source_id, dedup in self.session.execute(statement, new_rows):
-                ids[(source_id, dedup)] = row_id
-                inserted.add((source_id, dedup))
+        for row_id, source_id, dedup in self._insert_new(list(pending.values())):
+            ids[(source_id, dedup)] = row_id
+            inserted.add((source_id, dedup))
         missing = [key for key in pending if key not in ids]
-        if missing:  # lost a race with a concurrent writer: the winner's row is the one we would have stored
+        if missing:
             ids.update(self._existing_ids(missing))
 
         results: list[ItemResult] = []
@@ -152,11 +159,33 @@ class FeedbackStore:
             first_claim = key in inserted
             if first_claim:
                 inserted.discard(key)
-            results.append(ItemResult(
-                index=index, status="stored" if first_claim else "duplicate",
-                id=ids.get(key), external_id=item.external_id,
-            ))
+            results.append(
+                ItemResult(
+                    index=index,
+                    status="stored" if first_claim else "duplicate",
+                    id=ids.get(key),
+                    external_id=item.external_id,
+                )
+            )
         return results
+
+    def _insert_new(self, rows: list[dict[str, Any]]) -> Iterable[tuple[int, int, str]]:
+        """Insert rows whose (source, dedup key) is new; yield (id, source_id, dedup_key) of those inserted."""
+        if not rows:
+            return []
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One statement with a column array per field: psycopg would otherwise parse a
+            # 19,000-placeholder VALUES list per chunk, which halves the import rate.
+            arrays = {column: [row[column] for row in rows] for column in _PG_ARRAY_TYPES}
+            arrays["metadata"] = [json.dumps(value, ensure_ascii=False) for value in arrays["metadata"]]
+            return self.session.execute(_PG_UNNEST_INSERT, arrays).tuples()
+        table = Table("feedback_items", FeedbackItem.metadata)
+        statement = (
+            sqlite.insert(table)
+            .on_conflict_do_nothing(index_elements=["source_id", "dedup_key"])
+            .returning(table.c.id, table.c.source_id, table.c.dedup_key)
+        )
+        return self.session.connection().execute(statement, rows).tuples()
 
     def _existing_ids(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], int]:
         by_source: dict[int, list[str]] = {}
@@ -176,8 +205,14 @@ class FeedbackStore:
         return found
 
     def _row(
-        self, item: FeedbackItemIn, *, source_id: int, dedup: str, author_hash: str | None,
-        now: datetime, import_id: int | None,
+        self,
+        item: FeedbackItemIn,
+        *,
+        source_id: int,
+        dedup: str,
+        author_hash: str | None,
+        now: datetime,
+        import_id: int | None,
     ) -> dict[str, Any]:
         created = item.created_at or now
         offset = created.utcoffset()
@@ -197,25 +232,68 @@ class FeedbackStore:
             "product": item.product,
             "channel": item.channel,
             "author_hash": author_hash,
-            "meta": item.metadata,
+            "metadata": item.metadata,
             "content_hash": content_hash(item.text),
             "import_id": import_id,
         }
 
-    def _insert(self, model: type[Any]) -> Any:
+    def _insert(self, target: Any) -> Any:
         dialect = self.session.get_bind().dialect.name
-        insert: Callable[[type[Any]], Insert] = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        return insert(model)
+        insert: Callable[[Any], Insert] = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        return insert(target)
+
+
+_PG_ARRAY_TYPES = {
+    "source_id": "integer[]",
+    "external_id": "text[]",
+    "dedup_key": "text[]",
+    "text": "text[]",
+    "language": "text[]",
+    "created_at": "timestamptz[]",
+    "created_at_given": "boolean[]",
+    "utc_offset_minutes": "smallint[]",
+    "collected_at": "timestamptz[]",
+    "rating_value": "float8[]",
+    "rating_scale": "text[]",
+    "location": "text[]",
+    "product": "text[]",
+    "channel": "text[]",
+    "author_hash": "text[]",
+    "metadata": "jsonb[]",
+    "content_hash": "text[]",
+    "import_id": "integer[]",
+}
+_PG_COLUMNS = ", ".join(_PG_ARRAY_TYPES)
+_PG_ARRAYS = ", ".join(f"CAST(:{column} AS {sql_type})" for column, sql_type in _PG_ARRAY_TYPES.items())
+# Built from the constant column table above, never from input: no injection surface.
+_PG_UNNEST_INSERT = text(
+    f"INSERT INTO feedback_items ({_PG_COLUMNS}) SELECT * FROM unnest({_PG_ARRAYS}) "  # noqa: S608
+    "ON CONFLICT (source_id, dedup_key) DO NOTHING RETURNING id, source_id, dedup_key"
+)
 
 
 def start_import(
-    session: Session, *, kind: str, actor: str, api_key_id: int | None = None, source_name: str | None = None,
-    filename: str | None = None, file_format: str | None = None, encoding: str | None = None,
+    session: Session,
+    *,
+    kind: str,
+    actor: str,
+    api_key_id: int | None = None,
+    source_name: str | None = None,
+    filename: str | None = None,
+    file_format: str | None = None,
+    encoding: str | None = None,
 ) -> ImportAudit:
     """Open an audit row for an ingestion, so that every stored item can be traced to it."""
     audit = ImportAudit(
-        kind=kind, actor=actor, api_key_id=api_key_id, source_name=source_name, filename=filename,
-        file_format=file_format, encoding=encoding, status="running", error_sample=[],
+        kind=kind,
+        actor=actor,
+        api_key_id=api_key_id,
+        source_name=source_name,
+        filename=filename,
+        file_format=file_format,
+        encoding=encoding,
+        status="running",
+        error_sample=[],
     )
     session.add(audit)
     session.flush()
@@ -242,8 +320,13 @@ def finish_import(audit: ImportAudit, *, status: str = "completed") -> None:
 
 
 def ingest_batch(
-    session: Session, *, raw_items: Sequence[Any], author_salt: bytes, max_text_chars: int,
-    actor: str, api_key_id: int | None = None,
+    session: Session,
+    *,
+    raw_items: Sequence[Any],
+    author_salt: bytes,
+    max_text_chars: int,
+    actor: str,
+    api_key_id: int | None = None,
 ) -> tuple[ImportAudit, list[ItemResult]]:
     """Validate and store one batch in a single transaction; each item gets its own result."""
     audit = start_import(session, kind="batch", actor=actor, api_key_id=api_key_id)
@@ -257,7 +340,9 @@ def ingest_batch(
         else:
             external_id = raw.get("external_id") if isinstance(raw, dict) else None
             results[index] = ItemResult(
-                index=index, status="rejected", errors=outcome,
+                index=index,
+                status="rejected",
+                errors=outcome,
                 external_id=external_id if isinstance(external_id, str) else None,
             )
     for result in store.store(valid, import_id=audit.id):

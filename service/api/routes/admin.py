@@ -28,8 +28,14 @@ def get_sources(session: SessionDep, _caller: ReaderDep) -> list[SourceOut]:
         .order_by(Source.name)
     )
     return [
-        SourceOut(id=s.id, name=s.name, kind=s.kind, default_touchpoint=s.default_touchpoint,
-                  created_at=s.created_at, item_count=n)
+        SourceOut(
+            id=s.id,
+            name=s.name,
+            kind=s.kind,
+            default_touchpoint=s.default_touchpoint,
+            created_at=s.created_at,
+            item_count=n,
+        )
         for s, n in rows
     ]
 

@@ -29,8 +29,12 @@ router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
 
 def _result_out(result: ItemResult) -> ItemResultOut:
     return ItemResultOut(
-        index=result.index, status=result.status, id=result.id, external_id=result.external_id,
-        reason=result.reason, errors=result.errors or None,
+        index=result.index,
+        status=result.status,
+        id=result.id,
+        external_id=result.external_id,
+        reason=result.reason,
+        errors=result.errors or None,
     )
 
 
@@ -40,11 +44,22 @@ def feedback_out(item: FeedbackItem) -> FeedbackOut:
     if item.rating_value is not None and item.rating_scale is not None:
         rating = RatingOut(value=item.rating_value, scale=RatingScale(item.rating_scale))
     return FeedbackOut(
-        id=item.id, source=item.source.name, external_id=item.external_id, text=item.text,
-        language=item.language, created_at=local_created_at(item), created_at_given=item.created_at_given,
-        collected_at=item.collected_at, rating=rating, location=item.location, product=item.product,
-        channel=item.channel, author_ref=item.author_hash, metadata=item.meta,
-        content_hash=item.content_hash, import_id=item.import_id,
+        id=item.id,
+        source=item.source.name,
+        external_id=item.external_id,
+        text=item.text,
+        language=item.language,
+        created_at=local_created_at(item),
+        created_at_given=item.created_at_given,
+        collected_at=item.collected_at,
+        rating=rating,
+        location=item.location,
+        product=item.product,
+        channel=item.channel,
+        author_ref=item.author_hash,
+        metadata=item.meta,
+        content_hash=item.content_hash,
+        import_id=item.import_id,
     )
 
 
@@ -55,16 +70,25 @@ def post_feedback(
     """Store up to 1,000 items; re-sending the same items stores nothing twice."""
     if len(batch.items) > settings.max_batch_items:
         raise ProblemError(
-            413, f"A batch holds at most {settings.max_batch_items} items; this one has {len(batch.items)}.",
+            413,
+            f"A batch holds at most {settings.max_batch_items} items; this one has {len(batch.items)}.",
             slug="batch-too-large",
         )
     audit, results = ingest_batch(
-        session, raw_items=batch.items, author_salt=settings.author_salt_bytes(),
-        max_text_chars=settings.max_text_chars, actor=f"key:{caller.name}", api_key_id=caller.key_id,
+        session,
+        raw_items=batch.items,
+        author_salt=settings.author_salt_bytes(),
+        max_text_chars=settings.max_text_chars,
+        actor=f"key:{caller.name}",
+        api_key_id=caller.key_id,
     )
     return BatchResultOut(
-        import_id=audit.id, received=audit.received, stored=audit.stored, duplicates=audit.duplicates,
-        rejected=audit.rejected, items=[_result_out(r) for r in results],
+        import_id=audit.id,
+        received=audit.received,
+        stored=audit.stored,
+        duplicates=audit.duplicates,
+        rejected=audit.rejected,
+        items=[_result_out(r) for r in results],
     )
 
 
@@ -77,8 +101,10 @@ def import_feedback_file(
     source: Annotated[str, Form(min_length=1, max_length=200, description="Source name for every row.")],
     mapping: Annotated[
         str | None,
-        Form(description="Columns to fields, e.g. `text=comment,created_at=date,rating=score,location=store`. "
-             "Optional for JSONL and for recognised survey exports."),
+        Form(
+            description="Columns to fields, e.g. `text=comment,created_at=date,rating=score,location=store`. "
+            "Optional for JSONL and for recognised survey exports."
+        ),
     ] = None,
     file_format: Annotated[FileFormat | None, Form(alias="format")] = None,
     encoding: Annotated[str | None, Form(description="Text encoding; detected when omitted.")] = None,
@@ -91,25 +117,47 @@ def import_feedback_file(
     """Import every good row; bad rows are listed with their reasons and never block the others."""
     try:
         options = ImportOptions(
-            source=source, filename=file.filename, content_type=file.content_type, file_format=file_format,
-            mapping=parse_mapping(mapping) if mapping else None, encoding=encoding,
-            rating_scale=rating_scale, default_timezone=timezone, date_format=date_format, sheet=sheet,
+            source=source,
+            filename=file.filename,
+            content_type=file.content_type,
+            file_format=file_format,
+            mapping=parse_mapping(mapping) if mapping else None,
+            encoding=encoding,
+            rating_scale=rating_scale,
+            default_timezone=timezone,
+            date_format=date_format,
+            sheet=sheet,
         )
         audit, decoded, results = import_file(
-            session, data=file.file.read(), options=options, author_salt=settings.author_salt_bytes(),
-            max_text_chars=settings.max_text_chars, chunk_rows=settings.import_chunk_rows,
-            actor=f"key:{caller.name}", api_key_id=caller.key_id,
+            session,
+            data=file.file.read(),
+            options=options,
+            author_salt=settings.author_salt_bytes(),
+            max_text_chars=settings.max_text_chars,
+            chunk_rows=settings.import_chunk_rows,
+            actor=f"key:{caller.name}",
+            api_key_id=caller.key_id,
         )
     except FileFormatError as exc:
         raise ProblemError(
-            422, str(exc), slug="unreadable-file", title="The file cannot be imported",
+            422,
+            str(exc),
+            slug="unreadable-file",
+            title="The file cannot be imported",
             errors=[FieldError(field="file", message=str(exc))],
         ) from exc
     rows = results if report == "all" else [r for r in results if r.status != "stored"]
     return ImportResultOut(
-        import_id=audit.id, received=audit.received, stored=audit.stored, duplicates=audit.duplicates,
-        rejected=audit.rejected, filename=file.filename, format=decoded.format, encoding=decoded.encoding,
-        delimiter=decoded.delimiter, rows=[_result_out(r) for r in rows],
+        import_id=audit.id,
+        received=audit.received,
+        stored=audit.stored,
+        duplicates=audit.duplicates,
+        rejected=audit.rejected,
+        filename=file.filename,
+        format=decoded.format,
+        encoding=decoded.encoding,
+        delimiter=decoded.delimiter,
+        rows=[_result_out(r) for r in rows],
     )
 
 
@@ -117,29 +165,42 @@ def import_feedback_file(
 def get_feedback(
     session: SessionDep,
     _caller: ReaderDep,
-    since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601 with offset).")] = None,
+    since: Annotated[
+        datetime | None, Query(description="Created at or after (ISO 8601 with offset).")
+    ] = None,
     until: Annotated[datetime | None, Query(description="Created before (ISO 8601 with offset).")] = None,
     source: Annotated[list[str] | None, Query(description="Source name; repeat for several.")] = None,
     location: Annotated[list[str] | None, Query(description="Location; repeat for several.")] = None,
     language: Annotated[list[str] | None, Query(description="ISO 639-1 code; repeat for several.")] = None,
-    q: Annotated[str | None, Query(min_length=1, max_length=200, description="Text contains (any case).")] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="Text contains (any case).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> FeedbackPage:
     """A page of stored feedback and the cursor of the next page."""
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.utcoffset() is None:
-            raise ProblemError(422, f"{name} needs a UTC offset, e.g. 2026-03-01T00:00:00Z", slug="validation-error",
-                               errors=[FieldError(field=f"query.{name}", message="missing UTC offset")])
+            raise ProblemError(
+                422,
+                f"{name} needs a UTC offset, e.g. 2026-03-01T00:00:00Z",
+                slug="validation-error",
+                errors=[FieldError(field=f"query.{name}", message="missing UTC offset")],
+            )
     filters = FeedbackFilter(
-        since=since, until=until, sources=tuple(source or ()), locations=tuple(location or ()),
-        languages=tuple(code.lower() for code in language or ()), text_contains=q,
+        since=since,
+        until=until,
+        sources=tuple(source or ()),
+        locations=tuple(location or ()),
+        languages=tuple(code.lower() for code in language or ()),
+        text_contains=q,
     )
     try:
         items, next_cursor = list_feedback(session, filters=filters, limit=limit, cursor=cursor)
     except InvalidCursorError as exc:
-        raise ProblemError(400, str(exc), slug="invalid-cursor",
-                           errors=[FieldError(field="query.cursor", message=str(exc))]) from exc
+        raise ProblemError(
+            400, str(exc), slug="invalid-cursor", errors=[FieldError(field="query.cursor", message=str(exc))]
+        ) from exc
     return FeedbackPage(items=[feedback_out(item) for item in items], next_cursor=next_cursor)
 
 

@@ -33,13 +33,22 @@ def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         return _not_ready(request, f"database unreachable: {type(exc).__name__}", {"database": "down"})
     checks = {"database": "up", "migration": current, "head": head}
     if current != head:
-        return _not_ready(request, f"database schema at {current}, expected {head}: run `cxmine db upgrade`", checks)
+        return _not_ready(
+            request, f"database schema at {current}, expected {head}: run `cxmine db upgrade`", checks
+        )
     return {"status": "ready", **checks}
 
 
 def _not_ready(request: Request, detail: str, checks: dict[str, Any]) -> JSONResponse:
     return JSONResponse(
-        {"type": "urn:cxmine:problem:not-ready", "title": "Service Unavailable", "status": 503,
-         "detail": detail, "instance": request.url.path, "checks": checks},
-        status_code=503, media_type="application/problem+json",
+        {
+            "type": "urn:cxmine:problem:not-ready",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": detail,
+            "instance": request.url.path,
+            "checks": checks,
+        },
+        status_code=503,
+        media_type="application/problem+json",
     )
