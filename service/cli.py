@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -223,7 +223,7 @@ def import_command(
     show: Annotated[int, typer.Option(help="How many rejected rows to list.")] = 20,
 ) -> None:
     """Import a survey or review export into the database, with a progress bar."""
-    from service.ingest.files import FileFormatError, parse_mapping
+    from service.ingest.files import FileFormat, FileFormatError, parse_mapping
     from service.ingest.imports import ImportOptions, estimate_rows, import_file
 
     settings = _settings()
@@ -234,7 +234,7 @@ def import_command(
         options = ImportOptions(
             source=source,
             filename=file.name,
-            file_format=file_format,  # type: ignore[arg-type]
+            file_format=cast("FileFormat | None", file_format),
             mapping=parse_mapping(mapping) if mapping else None,
             encoding=encoding,
             rating_scale=rating_scale,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,18 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.errors import FieldError, field_errors_from_pydantic
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:cxmine:problem:"
 
 logger = logging.getLogger("cxmine.api")
-
-
-class FieldError(BaseModel):
-    """One invalid input field: where it is (a JSON pointer-like path) and what is wrong."""
-
-    field: str
-    message: str
-    code: str | None = None
 
 
 class Problem(BaseModel):
@@ -88,20 +81,6 @@ def problem_response(
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
     )
-
-
-def field_errors_from_pydantic(errors: Any, *, drop_prefix: int = 0) -> list[FieldError]:
-    """Field errors from a pydantic/FastAPI error list, with readable locations."""
-    result = []
-    for error in errors:
-        location = [str(part) for part in error.get("loc", ())][drop_prefix:]
-        message = str(error.get("msg", "invalid value"))
-        if message.startswith("Value error, "):
-            message = message.removeprefix("Value error, ")
-        result.append(
-            FieldError(field=".".join(location) or "(root)", message=message, code=error.get("type"))
-        )
-    return result
 
 
 def install_problem_handlers(app: FastAPI) -> None:

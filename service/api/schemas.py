@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from service.api.problems import FieldError
 from service.db.models import RatingScale, Role
+from service.errors import FieldError
 from service.ingest.schemas import FeedbackItemIn, RatingIn
 
 ItemSchema = WithJsonSchema(

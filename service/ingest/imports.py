@@ -8,8 +8,8 @@ from itertools import islice
 
 from sqlalchemy.orm import Session
 
-from service.api.problems import FieldError
 from service.db.models import ImportAudit, RatingScale
+from service.errors import FieldError
 from service.ingest.files import ColumnMapping, DecodedFile, FileFormat, read_feedback_file
 from service.ingest.schemas import FeedbackItemIn
 from service.ingest.service import (

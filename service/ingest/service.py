@@ -17,8 +17,8 @@ from sqlalchemy import Insert, Table, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.api.problems import FieldError, field_errors_from_pydantic
 from service.db.models import FeedbackItem, ImportAudit, Source, utcnow
+from service.errors import FieldError, field_errors_from_pydantic
 from service.ingest.schemas import FeedbackItemIn
 
 ItemStatus = Literal["stored", "duplicate", "rejected"]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from service.api.deps import IngestDep, ReaderDep, SessionDep, SettingsDep
-from service.api.problems import FieldError, ProblemError
+from service.api.problems import ProblemError
 from service.api.schemas import (
     BatchResultOut,
     FeedbackBatchIn,
@@ -19,6 +19,7 @@ from service.api.schemas import (
     RatingOut,
 )
 from service.db.models import FeedbackItem, RatingScale
+from service.errors import FieldError
 from service.feedback import FeedbackFilter, InvalidCursorError, list_feedback, local_created_at
 from service.ingest.files import FileFormat, FileFormatError, parse_mapping
 from service.ingest.imports import ImportOptions, import_file
