@@ -292,3 +292,14 @@ def test_cli_keys_create_prints_a_working_key(cli_env: None, session: Session) -
     assert check.exit_code == 0 and "analyst" in check.output
     bad = CliRunner().invoke(cli_app, ["keys", "create", "--role", "root", "--name", "x"])
     assert bad.exit_code == 2 and "root" in bad.output
+
+
+def test_cli_names_the_variable_of_an_invalid_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXMINE_DATABASE_URL", "mysql://somewhere/db")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli_app, ["db", "current"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "CXMINE_DATABASE_URL" in result.output and "postgresql+psycopg" in result.output
