@@ -146,8 +146,7 @@ class FeedbackStore:
         # concurrent writer that wins a race simply makes our copy a duplicate of its row.
         ids: dict[tuple[int, str], int] = {}
         inserted: set[tuple[int, str]] = set()
-        # Rows go in key order so that concurrent batches lock keys in the same order (no deadlocks).
-        for row_id, source_id, dedup in self._insert_new([pending[key] for key in sorted(pending)]):
+        for row_id, source_id, dedup in self._insert_new(list(pending.values())):
             ids[(source_id, dedup)] = row_id
             inserted.add((source_id, dedup))
         missing = [key for key in pending if key not in ids]
