@@ -169,7 +169,7 @@ class FeedbackStore:
             )
         return results
 
-    def _insert_new(self, rows: list[dict[str, Any]]) -> Iterable[tuple[int, int, str]]:
+    def _insert_new(self, rows: list[dict[str, Any]]) -> Iterable[Sequence[Any]]:
         """Insert rows whose (source, dedup key) is new; yield (id, source_id, dedup_key) of those inserted."""
         if not rows:
             return []
@@ -178,14 +178,14 @@ class FeedbackStore:
             # 19,000-placeholder VALUES list per chunk, which halves the import rate.
             arrays = {column: [row[column] for row in rows] for column in _PG_ARRAY_TYPES}
             arrays["metadata"] = [json.dumps(value, ensure_ascii=False) for value in arrays["metadata"]]
-            return self.session.execute(_PG_UNNEST_INSERT, arrays).tuples()
+            return self.session.execute(_PG_UNNEST_INSERT, arrays)
         table = Table("feedback_items", FeedbackItem.metadata)
         statement = (
             sqlite.insert(table)
             .on_conflict_do_nothing(index_elements=["source_id", "dedup_key"])
             .returning(table.c.id, table.c.source_id, table.c.dedup_key)
         )
-        return self.session.connection().execute(statement, rows).tuples()
+        return self.session.connection().execute(statement, rows)
 
     def _existing_ids(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], int]:
         by_source: dict[int, list[str]] = {}
