@@ -17,7 +17,16 @@ from service.db.engine import make_engine
 from service.db.models import Base
 from tests.conftest import BACKENDS, ScratchDatabase
 
-TABLES = {"sources", "feedback_items", "api_keys", "imports", "alembic_version"}
+TABLES = {
+    "sources",
+    "feedback_items",
+    "api_keys",
+    "imports",
+    "alembic_version",
+    "feedback_sentences",
+    "feedback_emotions",
+    "item_embeddings",
+}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -152,6 +153,14 @@ class FeedbackItem(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", PortableJSON, default=dict)
     content_hash: Mapped[str] = mapped_column(String(64))
     import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
+    language_confidence: Mapped[float | None] = mapped_column(Float)
+    language_given: Mapped[bool | None] = mapped_column()
+    sentiment_label: Mapped[str | None] = mapped_column(String(10))
+    sentiment_score: Mapped[float | None] = mapped_column(Float)
+    sentiment_probabilities: Mapped[dict[str, float] | None] = mapped_column(PortableJSON)
+    emotions: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
+    scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    score_model: Mapped[str | None] = mapped_column(String(200))
 
     source: Mapped[Source] = relationship(lazy="joined", innerjoin=True)
 
@@ -164,7 +173,56 @@ class FeedbackItem(Base):
         Index("ix_feedback_items_language_created", "language", "created_at"),
         Index("ix_feedback_items_content_hash", "content_hash"),
         Index("ix_feedback_items_import_id", "import_id"),
+        Index("ix_feedback_items_sentiment_created", "sentiment_label", "created_at"),
+        Index("ix_feedback_items_score_model_id", "score_model", "id"),
     )
+
+
+class FeedbackSentence(Base):
+    """One sentence of a feedback item with its own scores; offsets index the item's original text."""
+
+    __tablename__ = "feedback_sentences"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(BigId, ForeignKey("feedback_items.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(SmallInteger)
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    sentiment_label: Mapped[str] = mapped_column(String(10))
+    sentiment_score: Mapped[float] = mapped_column(Float)
+    sentiment_probabilities: Mapped[dict[str, float]] = mapped_column(PortableJSON)
+    emotions: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (UniqueConstraint("item_id", "position", name="uq_feedback_sentences_item_position"),)
+
+
+class FeedbackEmotion(Base):
+    """A detected emotion of an item (GoEmotions or the CX rollup), one row each, for filtering and counting."""
+
+    __tablename__ = "feedback_emotions"
+
+    item_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("feedback_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    scheme: Mapped[str] = mapped_column(String(12), primary_key=True)
+    label: Mapped[str] = mapped_column(String(40), primary_key=True)
+    probability: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_feedback_emotions_label_item", "scheme", "label", "item_id"),)
+
+
+class ItemEmbedding(Base):
+    """The item-level embedding (float16), kept so that topics never re-encode."""
+
+    __tablename__ = "item_embeddings"
+
+    item_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("feedback_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(200))
+    dim: Mapped[int] = mapped_column(SmallInteger)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ApiKey(Base):
