@@ -1,0 +1,1 @@
+"""Training code (needs the ``train`` extra: torch). Nothing here runs in the service."""

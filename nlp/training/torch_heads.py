@@ -1,0 +1,197 @@
+"""The torch side of the heads: the module, its training loops, calibration and threshold tuning."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from nlp.heads import Head, HeadKind
+
+FloatArray = NDArray[np.float32]
+
+
+class MLPHead(nn.Module):
+    """Standardise the embedding, one GELU hidden layer, dropout, one output per label."""
+
+    input_mean: torch.Tensor
+    input_scale: torch.Tensor
+
+    def __init__(
+        self, *, input_mean: FloatArray, input_scale: FloatArray, hidden: int, outputs: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.register_buffer("input_mean", torch.from_numpy(input_mean.astype(np.float32)))
+        self.register_buffer("input_scale", torch.from_numpy(input_scale.astype(np.float32)))
+        self.fc1 = nn.Linear(input_mean.shape[0], hidden)
+        self.act = nn.GELU(approximate="tanh")
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.input_mean) * self.input_scale
+        return self.fc2(self.drop(self.act(self.fc1(x))))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one head's training run."""
+
+    hidden: int = 512
+    dropout: float = 0.2
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 4
+    seed: int = 13
+
+
+def _standardiser(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+    mean = x.mean(axis=0).astype(np.float32)
+    scale = (1.0 / (x.std(axis=0) + 1e-6)).astype(np.float32)
+    return mean, scale
+
+
+def train_head(
+    *,
+    kind: HeadKind,
+    x_train: FloatArray,
+    y_train: NDArray[np.int64] | FloatArray,
+    x_dev: FloatArray,
+    y_dev: NDArray[np.int64] | FloatArray,
+    outputs: int,
+    sample_weight: FloatArray | None = None,
+    config: TrainConfig = TrainConfig(),
+    log: bool = True,
+) -> MLPHead:
+    """Train with AdamW and early stopping on dev loss; return the best module (in eval mode)."""
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    mean, scale = _standardiser(x_train)
+    module = MLPHead(
+        input_mean=mean, input_scale=scale, hidden=config.hidden, outputs=outputs, dropout=config.dropout
+    )
+    optimiser = torch.optim.AdamW(
+        module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    xt, xd = torch.from_numpy(x_train), torch.from_numpy(x_dev)
+    if kind == "softmax":
+        yt, yd = (
+            torch.from_numpy(np.asarray(y_train, np.int64)),
+            torch.from_numpy(np.asarray(y_dev, np.int64)),
+        )
+    else:
+        yt, yd = (
+            torch.from_numpy(np.asarray(y_train, np.float32)),
+            torch.from_numpy(np.asarray(y_dev, np.float32)),
+        )
+    wt = (
+        torch.from_numpy(sample_weight.astype(np.float32))
+        if sample_weight is not None
+        else torch.ones(len(xt))
+    )
+
+    def loss_of(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if kind == "softmax":
+            return nn.functional.cross_entropy(logits, target, reduction="none")
+        return nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
+
+    best_loss, best_state, stale = float("inf"), None, 0
+    for epoch in range(config.epochs):
+        module.train()
+        order = torch.randperm(len(xt), generator=generator)
+        for start in range(0, len(order), config.batch_size):
+            index = order[start : start + config.batch_size]
+            optimiser.zero_grad()
+            weights = wt[index]
+            loss = (loss_of(module(xt[index]), yt[index]) * weights).sum() / weights.sum()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+        module.eval()
+        with torch.no_grad():
+            dev_loss = float(loss_of(module(xd), yd).mean())
+        if log:
+            print(f"  epoch {epoch + 1:2d}  dev loss {dev_loss:.4f}", flush=True)
+        if dev_loss < best_loss - 1e-4:
+            best_loss, stale = dev_loss, 0
+            best_state = {k: v.clone() for k, v in module.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return module
+
+
+def module_logits(module: MLPHead, x: FloatArray) -> FloatArray:
+    """The module's logits for embeddings ``x``."""
+    with torch.no_grad():
+        return module(torch.from_numpy(x)).numpy()  # type: ignore[no-any-return]
+
+
+def fit_temperature(logits: FloatArray, target: NDArray[np.int64] | FloatArray, *, kind: HeadKind) -> float:
+    """The temperature minimising dev negative log-likelihood (calibration, Guo et al. 2017)."""
+    log_t = torch.zeros(1, requires_grad=True)
+    logits_t = torch.from_numpy(logits)
+    target_t = torch.from_numpy(np.asarray(target, np.int64 if kind == "softmax" else np.float32))
+    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        scaled = logits_t / log_t.exp()
+        if kind == "softmax":
+            loss = nn.functional.cross_entropy(scaled, target_t)
+        else:
+            loss = nn.functional.binary_cross_entropy_with_logits(scaled, target_t)
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    optimiser.step(closure)  # type: ignore[no-untyped-call]
+    return float(log_t.exp().clamp(0.25, 8.0))
+
+
+def tune_thresholds(probabilities: FloatArray, target: FloatArray, *, floor: float = 0.05) -> FloatArray:
+    """Per label, the decision threshold maximising that label's F1 on dev data."""
+    candidates = np.linspace(floor, 0.95, 91, dtype=np.float32)
+    thresholds = np.full(probabilities.shape[1], 0.5, dtype=np.float32)
+    for label in range(probabilities.shape[1]):
+        truth = target[:, label] > 0.5
+        if not truth.any():
+            continue
+        predicted = probabilities[:, label][None, :] >= candidates[:, None]
+        tp = (predicted & truth).sum(axis=1)
+        f1 = 2 * tp / (predicted.sum(axis=1) + truth.sum() + 1e-9)
+        thresholds[label] = candidates[int(np.argmax(f1))]
+    return thresholds
+
+
+def to_head(
+    module: MLPHead,
+    *,
+    name: str,
+    version: str,
+    kind: HeadKind,
+    labels: Sequence[str],
+    encoder: str,
+    temperature: float,
+    thresholds: FloatArray | None = None,
+) -> Head:
+    """The numpy head equivalent to ``module``."""
+    state = {k: v.detach().numpy().astype(np.float32) for k, v in module.state_dict().items()}
+    return Head(
+        name=name,
+        version=version,
+        kind=kind,
+        labels=tuple(labels),
+        encoder=encoder,
+        temperature=temperature,
+        tensors=state,
+        thresholds=thresholds,
+    )
