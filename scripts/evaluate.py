@@ -1,0 +1,232 @@
+"""Evaluate the shipped heads on every dev split in ../shared/data: macro-F1 per data set and language.
+
+    .venv/bin/python scripts/evaluate.py --encoder onnx:var/models/e5-small-onnx --write-cards
+
+Prints markdown tables, writes models/evaluation.json, and with --write-cards puts the figures into
+each model card between its EVALUATION markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nlp.datasets import (
+    GOEMOTIONS_LABELS,
+    SENTIMENT_DATASETS,
+    SENTIMENT_LABELS,
+    load_emotions,
+    load_sentiment,
+)
+from nlp.encoders import EncodeSentences
+from nlp.heads import Head
+from nlp.registry import registry
+from scripts.train_heads import EmbeddingCache, encoder_step, multi_hot
+
+PUBLISHED = {
+    "xlmt_umsab_multilingual_sentiment": "XLM-T (XLM-R base, tweet-adapted, fine-tuned): 69.4 macro-F1 averaged over 8 languages",
+    "en_goemotions": "Demszky et al. 2020 (BERT-base fine-tuned): 0.46 macro-F1; later work about 0.50",
+    "en_tweeteval_sentiment": "TweetEval: 72.6 macro-recall (RoBERTa-base, Twitter-adapted)",
+    "en_tweeteval_emotion": "TweetEval: 79.5 macro-F1 (RoBERTa-base, Twitter-adapted)",
+}
+
+
+def f1_scores(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """Per-class F1 for single-label predictions."""
+    scores = np.zeros(classes)
+    for c in range(classes):
+        tp = np.sum((predicted == c) & (truth == c))
+        denominator = np.sum(predicted == c) + np.sum(truth == c)
+        scores[c] = 2 * tp / denominator if denominator else 0.0
+    return scores
+
+
+def single_label_metrics(truth: np.ndarray, predicted: np.ndarray, classes: list[int]) -> dict[str, float]:
+    """Macro-F1 and macro-recall over ``classes``, and accuracy."""
+    f1 = f1_scores(truth, predicted, max(classes) + 1)[classes]
+    recalls = [np.mean(predicted[truth == c] == c) if np.any(truth == c) else 0.0 for c in classes]
+    return {
+        "macro_f1": float(np.mean(f1)),
+        "macro_recall": float(np.mean(recalls)),
+        "accuracy": float(np.mean(truth == predicted)),
+        "n": len(truth),
+    }
+
+
+def evaluate_sentiment(cache: EmbeddingCache, head: Head) -> dict[str, Any]:
+    """Per data set and per language, on the dev splits."""
+    results: dict[str, Any] = {}
+    negative, positive = SENTIMENT_LABELS.index("negative"), SENTIMENT_LABELS.index("positive")
+    for name, dataset in sorted(SENTIMENT_DATASETS.items()):
+        examples = load_sentiment(name, "dev")
+        probabilities = head.probabilities(cache.embed(f"{name}-dev", [e.text for e in examples]))
+        truth = np.array([e.label for e in examples])
+        if dataset.binary:
+            predicted = np.where(probabilities[:, positive] >= probabilities[:, negative], positive, negative)
+            classes = [negative, positive]
+        else:
+            predicted = probabilities.argmax(axis=1)
+            classes = sorted(set(truth.tolist()))
+        languages = np.array([e.language for e in examples])
+        per_language = {
+            language: single_label_metrics(
+                truth[languages == language], predicted[languages == language], classes
+            )
+            for language in sorted(set(languages.tolist()))
+        }
+        results[name] = {
+            "overall": single_label_metrics(truth, predicted, classes),
+            "per_language": per_language,
+            "official_metric": dataset.official_metric,
+            "binary": dataset.binary,
+        }
+    return results
+
+
+def evaluate_emotion(cache: EmbeddingCache, head: Head) -> dict[str, Any]:
+    """GoEmotions multi-label macro-F1 with the tuned thresholds; TweetEval emotion as 4-way argmax."""
+    results: dict[str, Any] = {}
+    dev = load_emotions("en_goemotions", "dev")
+    probabilities = head.probabilities(cache.embed("en_goemotions-dev", [e.text for e in dev]))
+    truth = multi_hot([e.labels for e in dev]) > 0.5
+    thresholds = head.thresholds if head.thresholds is not None else np.full(len(GOEMOTIONS_LABELS), 0.5)
+    predicted = probabilities >= thresholds
+    tp = (predicted & truth).sum(axis=0)
+    per_label = 2 * tp / np.maximum(predicted.sum(axis=0) + truth.sum(axis=0), 1)
+    micro = 2 * tp.sum() / max(predicted.sum() + truth.sum(), 1)
+    results["en_goemotions"] = {
+        "overall": {"macro_f1": float(per_label.mean()), "micro_f1": float(micro), "n": len(dev)},
+        "per_label_f1": {
+            label: round(float(f), 4) for label, f in zip(GOEMOTIONS_LABELS, per_label, strict=True)
+        },
+        "official_metric": "macro_f1",
+    }
+    tweets = load_emotions("en_tweeteval_emotion", "dev")
+    four = [GOEMOTIONS_LABELS.index(label) for label in ("anger", "joy", "optimism", "sadness")]
+    tweet_probabilities = head.probabilities(
+        cache.embed("en_tweeteval_emotion-dev", [e.text for e in tweets])
+    )
+    tweet_truth = np.array([four.index(e.labels[0]) for e in tweets])
+    tweet_predicted = tweet_probabilities[:, four].argmax(axis=1)
+    results["en_tweeteval_emotion"] = {
+        "overall": single_label_metrics(tweet_truth, tweet_predicted, [0, 1, 2, 3]),
+        "official_metric": "macro_f1",
+        "note": "zero-shot from the GoEmotions head: argmax over anger, joy, optimism, sadness",
+    }
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as markdown tables (percentages)."""
+    lines = [
+        "| data set | language | n | macro-F1 | official metric | published |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, result in results.items():
+        overall = result["overall"]
+        official = result.get("official_metric", "macro_f1")
+        official_value = f"{official} {100 * overall.get(official, overall['macro_f1']):.1f}"
+        lines.append(
+            f"| {name} | all | {overall['n']} | **{100 * overall['macro_f1']:.1f}** | {official_value} | "
+            f"{PUBLISHED.get(name, '')} |"
+        )
+        for language, figures in result.get("per_language", {}).items():
+            if len(result["per_language"]) > 1:
+                lines.append(f"| | {language} | {figures['n']} | {100 * figures['macro_f1']:.1f} | | |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """A short description of the machine."""
+    model = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor() or "unknown CPU",
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def write_card(card: Path, table: str, *, encoder: str) -> None:
+    """Replace the figures between the card's EVALUATION markers."""
+    text = card.read_text()
+    stamp = f"Measured {datetime.now(UTC):%Y-%m-%d} by `scripts/evaluate.py` with encoder `{encoder}` on {machine()}."
+    block = f"<!-- EVALUATION:START -->\n{stamp}\n\n{table}\n<!-- EVALUATION:END -->"
+    text = re.sub(r"<!-- EVALUATION:START -->.*<!-- EVALUATION:END -->", lambda _: block, text, flags=re.S)
+    card.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--encoder", default="onnx:var/models/e5-small-onnx")
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--cache", type=Path, default=Path("var/cache/embeddings"))
+    parser.add_argument("--write-cards", action="store_true")
+    args = parser.parse_args()
+
+    step = encoder_step(args.encoder)
+    encoder = registry.create(step.pop("name"), **step)
+    assert isinstance(encoder, EncodeSentences)
+    cache = EmbeddingCache(encoder=encoder, folder=args.cache)
+    sentiment_head = Head.load(
+        args.models / "sentiment-e5-small" / "head.safetensors", expected_encoder=encoder.name
+    )
+    emotion_head = Head.load(
+        args.models / "emotion-e5-small" / "head.safetensors", expected_encoder=encoder.name
+    )
+
+    sentiment = evaluate_sentiment(cache, sentiment_head)
+    emotion = evaluate_emotion(cache, emotion_head)
+    sentiment_table, emotion_table = markdown(sentiment), markdown(emotion)
+    xlmt = sentiment["xlmt_umsab_multilingual_sentiment"]["per_language"]
+    xlmt_mean = float(np.mean([figures["macro_f1"] for figures in xlmt.values()]))
+    print(f"encoder: {encoder.name}\nmachine: {machine()}\n\n## Sentiment (dev)\n\n{sentiment_table}\n")
+    print(f"XLM-T eight-language mean macro-F1: {100 * xlmt_mean:.1f} (published XLM-T: 69.4)\n")
+    print(f"## Emotion (dev)\n\n{emotion_table}\n")
+    summary = {
+        "encoder": encoder.name,
+        "machine": machine(),
+        "sentiment": sentiment,
+        "emotion": emotion,
+        "xlmt_mean_macro_f1": xlmt_mean,
+    }
+    (args.models / "evaluation.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    if args.write_cards:
+        write_card(
+            args.models / "sentiment-e5-small" / "MODEL_CARD.md",
+            sentiment_table + f"\n\nXLM-T eight-language mean macro-F1: **{100 * xlmt_mean:.1f}** "
+            "(published XLM-T: 69.4).",
+            encoder=encoder.name,
+        )
+        write_card(args.models / "emotion-e5-small" / "MODEL_CARD.md", emotion_table, encoder=encoder.name)
+    by_language: dict[str, list[float]] = defaultdict(list)
+    for result in sentiment.values():
+        for language, figures in result["per_language"].items():
+            by_language[language].append(figures["macro_f1"])
+    print(
+        "Sentiment macro-F1 by language (mean over data sets): "
+        + ", ".join(
+            f"{language} {100 * np.mean(values):.1f}" for language, values in sorted(by_language.items())
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
