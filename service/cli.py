@@ -290,6 +290,49 @@ def import_command(
 
 
 @app.command()
+def score(
+    rescore: Annotated[
+        bool, typer.Option("--rescore", help="Also re-score items scored by another model version.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Items per batch.")] = 64,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many items.")] = None,
+) -> None:
+    """Score stored feedback that has no scores yet (or, with --rescore, old scores), with a progress bar."""
+    from service.db.engine import make_session_factory
+    from service.pipeline import ModelsUnavailableError, load_analyzer
+    from service.scoring import count_pending, score_pending
+
+    settings = _settings()
+    try:
+        analyzer = load_analyzer(settings)
+    except ModelsUnavailableError as exc:
+        raise _fail(f"the scoring models are not available: {exc}") from exc
+    with _database() as (engine, session):
+        pending = count_pending(session, version=analyzer.version, rescore=rescore)
+        total = min(pending, limit) if limit else pending
+        console.print(f"pipeline {analyzer.version}: {pending} items to score")
+        with Progress(
+            TextColumn("[bold]scoring[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("score", total=total)
+            run = score_pending(
+                make_session_factory(engine),
+                analyzer=analyzer,
+                batch_size=batch_size,
+                rescore=rescore,
+                max_items=limit,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+    console.print(
+        f"scored {run.scored} items in {run.batches} batches ({run.skipped} already scored elsewhere)"
+    )
+
+
+@app.command()
 def demo(
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="Load only when no feedback is stored yet.")

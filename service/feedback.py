@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from service.db.models import FeedbackItem, Source
+from nlp.datasets import CX_EMOTION_ROLLUP, GOEMOTIONS_LABELS
+from service.db.models import FeedbackEmotion, FeedbackItem, FeedbackSentence, Source
 
 
 class InvalidCursorError(ValueError):
@@ -27,6 +28,21 @@ class FeedbackFilter:
     locations: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
     text_contains: str | None = None
+    sentiments: tuple[str, ...] = ()
+    emotions: tuple[str, ...] = ()
+    scored: bool | None = None
+
+
+SENTIMENT_FILTER_LABELS = ("negative", "neutral", "positive", "mixed")
+
+
+def emotion_scheme(label: str) -> str | None:
+    """Which stored scheme a label belongs to: the CX rollup first (its names are what CX teams use)."""
+    if label in CX_EMOTION_ROLLUP:
+        return "cx"
+    if label in GOEMOTIONS_LABELS:
+        return "goemotions"
+    return None
 
 
 def encode_cursor(item: FeedbackItem) -> str:
@@ -67,6 +83,18 @@ def list_feedback(
         query = query.where(FeedbackItem.language.in_(filters.languages))
     if filters.text_contains:
         query = query.where(FeedbackItem.text.icontains(filters.text_contains, autoescape=True))
+    if filters.sentiments:
+        query = query.where(FeedbackItem.sentiment_label.in_(filters.sentiments))
+    if filters.emotions:
+        matches = [
+            and_(FeedbackEmotion.scheme == emotion_scheme(label), FeedbackEmotion.label == label)
+            for label in filters.emotions
+        ]
+        query = query.where(FeedbackItem.id.in_(select(FeedbackEmotion.item_id).where(or_(*matches))))
+    if filters.scored is not None:
+        query = query.where(
+            FeedbackItem.scored_at.is_not(None) if filters.scored else FeedbackItem.scored_at.is_(None)
+        )
     if cursor is not None:
         created, item_id = decode_cursor(cursor)
         query = query.where(
@@ -86,3 +114,14 @@ def local_created_at(item: FeedbackItem) -> datetime:
     if item.utc_offset_minutes is None:
         return item.created_at
     return item.created_at.astimezone(timezone(timedelta(minutes=item.utc_offset_minutes)))
+
+
+def sentences_of(session: Session, *, item_id: int) -> list[FeedbackSentence]:
+    """An item's scored sentences, in order."""
+    return list(
+        session.scalars(
+            select(FeedbackSentence)
+            .where(FeedbackSentence.item_id == item_id)
+            .order_by(FeedbackSentence.position)
+        )
+    )

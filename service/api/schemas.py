@@ -85,6 +85,34 @@ class FeedbackOut(BaseModel):
     metadata: dict[str, Any]
     content_hash: str
     import_id: int | None
+    language_confidence: float | None = Field(default=None, description="1.0 when the sender gave it.")
+    sentiment: StoredSentimentOut | None = Field(default=None, description="Null until scored.")
+    emotions: StoredEmotionsOut | None = None
+    scored_at: datetime | None = None
+    score_model: str | None = Field(default=None, description="The pipeline version that scored it.")
+    sentences: list[StoredSentenceOut] | None = Field(default=None, description="With sentences=true.")
+
+
+class StoredSentimentOut(BaseModel):
+    label: str
+    score: float
+    probabilities: dict[str, float]
+
+
+class StoredEmotionsOut(BaseModel):
+    detected: list[str] = Field(description="GoEmotions labels that pass their thresholds.")
+    cx_detected: list[str] = Field(description="The CX rollup labels detected.")
+    top: dict[str, float] = Field(description="The five strongest GoEmotions probabilities.")
+    cx: dict[str, float] = Field(description="Every CX rollup label's probability.")
+
+
+class StoredSentenceOut(BaseModel):
+    position: int
+    text: str
+    start: int
+    end: int
+    sentiment: StoredSentimentOut
+    emotions: StoredEmotionsOut
 
 
 class FeedbackPage(BaseModel):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
+from nlp.datasets import CX_EMOTION_ROLLUP, GOEMOTIONS_LABELS
 from service.api.deps import IngestDep, ReaderDep, SessionDep, SettingsDep
 from service.api.problems import ProblemError
 from service.api.schemas import (
@@ -17,10 +18,20 @@ from service.api.schemas import (
     ImportResultOut,
     ItemResultOut,
     RatingOut,
+    StoredEmotionsOut,
+    StoredSentenceOut,
+    StoredSentimentOut,
 )
-from service.db.models import FeedbackItem, RatingScale
+from service.db.models import FeedbackItem, FeedbackSentence, RatingScale
 from service.errors import FieldError
-from service.feedback import FeedbackFilter, InvalidCursorError, list_feedback, local_created_at
+from service.feedback import (
+    FeedbackFilter,
+    InvalidCursorError,
+    emotion_scheme,
+    list_feedback,
+    local_created_at,
+    sentences_of,
+)
 from service.ingest.files import FileFormat, FileFormatError, parse_mapping
 from service.ingest.imports import ImportOptions, import_file
 from service.ingest.service import ItemResult, ingest_batch
@@ -39,8 +50,15 @@ def _result_out(result: ItemResult) -> ItemResultOut:
     )
 
 
-def feedback_out(item: FeedbackItem) -> FeedbackOut:
-    """The API view of a stored item."""
+def feedback_out(item: FeedbackItem, *, sentences: list[FeedbackSentence] | None = None) -> FeedbackOut:
+    """The API view of a stored item (and its sentences, when given)."""
+    sentiment = None
+    if item.sentiment_label is not None and item.sentiment_score is not None:
+        sentiment = StoredSentimentOut(
+            label=item.sentiment_label,
+            score=item.sentiment_score,
+            probabilities=item.sentiment_probabilities or {},
+        )
     rating = None
     if item.rating_value is not None and item.rating_scale is not None:
         rating = RatingOut(value=item.rating_value, scale=RatingScale(item.rating_scale))
@@ -61,6 +79,26 @@ def feedback_out(item: FeedbackItem) -> FeedbackOut:
         metadata=item.meta,
         content_hash=item.content_hash,
         import_id=item.import_id,
+        language_confidence=item.language_confidence,
+        sentiment=sentiment,
+        emotions=StoredEmotionsOut.model_validate(item.emotions) if item.emotions else None,
+        scored_at=item.scored_at,
+        score_model=item.score_model,
+        sentences=None
+        if sentences is None
+        else [
+            StoredSentenceOut(
+                position=s.position,
+                text=item.text[s.start : s.end],
+                start=s.start,
+                end=s.end,
+                sentiment=StoredSentimentOut(
+                    label=s.sentiment_label, score=s.sentiment_score, probabilities=s.sentiment_probabilities
+                ),
+                emotions=StoredEmotionsOut.model_validate(s.emotions),
+            )
+            for s in sentences
+        ],
     )
 
 
@@ -176,6 +214,17 @@ def get_feedback(
     q: Annotated[
         str | None, Query(min_length=1, max_length=200, description="Text contains (any case).")
     ] = None,
+    sentiment: Annotated[
+        list[Literal["negative", "neutral", "positive", "mixed"]] | None,
+        Query(description="Review sentiment; repeat for several."),
+    ] = None,
+    emotion: Annotated[
+        list[str] | None,
+        Query(
+            description="A CX emotion (anger, frustration, ...) or a GoEmotions label; repeat for several."
+        ),
+    ] = None,
+    scored: Annotated[bool | None, Query(description="Only scored (true) or unscored (false) items.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> FeedbackPage:
@@ -188,6 +237,15 @@ def get_feedback(
                 slug="validation-error",
                 errors=[FieldError(field=f"query.{name}", message="missing UTC offset")],
             )
+    unknown = [label for label in emotion or () if emotion_scheme(label) is None]
+    if unknown:
+        known = ", ".join([*CX_EMOTION_ROLLUP, *(g for g in GOEMOTIONS_LABELS if g not in CX_EMOTION_ROLLUP)])
+        raise ProblemError(
+            422,
+            f"unknown emotion {unknown[0]!r}; known: {known}",
+            slug="validation-error",
+            errors=[FieldError(field="query.emotion", message=f"unknown emotion {unknown[0]!r}")],
+        )
     filters = FeedbackFilter(
         since=since,
         until=until,
@@ -195,6 +253,9 @@ def get_feedback(
         locations=tuple(location or ()),
         languages=tuple(code.lower() for code in language or ()),
         text_contains=q,
+        sentiments=tuple(sentiment or ()),
+        emotions=tuple(emotion or ()),
+        scored=scored,
     )
     try:
         items, next_cursor = list_feedback(session, filters=filters, limit=limit, cursor=cursor)
@@ -206,9 +267,14 @@ def get_feedback(
 
 
 @router.get("/{item_id}", summary="One feedback item")
-def get_feedback_item(item_id: int, session: SessionDep, _caller: ReaderDep) -> FeedbackOut:
-    """A stored item by id."""
+def get_feedback_item(
+    item_id: int,
+    session: SessionDep,
+    _caller: ReaderDep,
+    sentences: Annotated[bool, Query(description="Include the scored sentences.")] = False,
+) -> FeedbackOut:
+    """A stored item by id, optionally with its sentences and their scores."""
     item = session.get(FeedbackItem, item_id)
     if item is None:
         raise ProblemError(404, f"No feedback item has id {item_id}.")
-    return feedback_out(item)
+    return feedback_out(item, sentences=sentences_of(session, item_id=item_id) if sentences else None)
