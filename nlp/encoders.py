@@ -122,6 +122,14 @@ class OnnxBackend:
         return _normalise_rows(pooled)
 
 
+def _model_label(model: str) -> str:
+    """A readable name for a model id or a local folder (the package folder when it is just 'model')."""
+    path = Path(model)
+    if not path.exists():
+        return model
+    return path.parent.name if path.name in ("model", "models") else path.name
+
+
 class TransformersBackend:
     """Any Hugging Face encoder by id or local path, mean-pooled, with transformers and torch."""
 
@@ -145,7 +153,7 @@ class TransformersBackend:
         self.device = device
         self.max_length = max_length
         self.prefix = prefix if prefix is not None else ("query: " if "e5" in model.lower() else "")
-        self.name = f"{Path(model).name if Path(model).exists() else model}@transformers"
+        self.name = f"{_model_label(model)}@transformers"
         self.dim = int(self.model.config.hidden_size)
 
     def embed(self, texts: Sequence[str]) -> FloatArray:

