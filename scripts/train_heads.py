@@ -253,8 +253,13 @@ def write_training_record(
     """What produced the head, next to it: enough to reproduce it."""
     record = {
         "encoder": encoder,
-        "command": f"scripts/train_heads.py --encoder {args.encoder} --cap {args.cap} --seed {args.seed}"
-        + (" --commercial-only" if args.commercial_only else ""),
+        "command": (
+            f"scripts/train_heads.py --encoder {args.encoder} --cap {args.cap} --seed {args.seed} "
+            f"--hidden {config.hidden} --learning-rate {config.learning_rate} --dropout {config.dropout} "
+            f"--weight-decay {config.weight_decay}"
+            + (f" --only {args.only}" if args.only else "")
+            + (" --commercial-only" if args.commercial_only else "")
+        ),
         "config": config.__dict__,
         "train_rows": sizes,
         "temperature": temperature,

@@ -154,7 +154,7 @@ def fit_temperature(logits: FloatArray, target: NDArray[np.int64] | FloatArray, 
         return loss
 
     optimiser.step(closure)  # type: ignore[no-untyped-call]
-    return float(log_t.exp().clamp(0.25, 8.0))
+    return float(log_t.detach().exp().clamp(0.25, 8.0))
 
 
 def tune_thresholds(probabilities: FloatArray, target: FloatArray, *, floor: float = 0.05) -> FloatArray:
