@@ -47,7 +47,7 @@ def _ingest(session: Session, count: int) -> None:
 
 
 def _scored_at(session: Session) -> dict[int, datetime | None]:
-    return dict(session.execute(select(FeedbackItem.id, FeedbackItem.scored_at)).tuples().all())
+    return {row.id: row.scored_at for row in session.execute(select(FeedbackItem.id, FeedbackItem.scored_at))}
 
 
 def _count(session: Session, model: Any) -> int:
