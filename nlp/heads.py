@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -130,8 +129,3 @@ class Head:
         thresholds = self.thresholds if self.thresholds is not None else np.full(len(self.labels), 0.5)
         passing = probabilities >= thresholds
         return [[self.labels[j] for j in np.flatnonzero(row)] for row in passing]
-
-
-def stack(vectors: Sequence[FloatArray]) -> FloatArray:
-    """A (n, d) float32 matrix from n vectors."""
-    return np.vstack(vectors).astype(np.float32, copy=False) if vectors else np.zeros((0, 0), np.float32)

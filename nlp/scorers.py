@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,18 @@ def aggregate_sentiment(
     return _sentiment(mean, label="mixed" if is_mixed else None)
 
 
+def sentence_probabilities(docs: list[Doc], head: Head) -> Iterator[tuple[Doc, FloatArray]]:
+    """Each doc with the head's probabilities for its sentences (one head call for the whole batch)."""
+    sentences = [s for doc in docs for s in doc.sentences]
+    if not sentences:
+        return
+    probabilities = head.probabilities(np.vstack([s.embedding for s in sentences]))
+    cursor = 0
+    for doc in docs:
+        yield doc, probabilities[cursor : cursor + len(doc.sentences)]
+        cursor += len(doc.sentences)
+
+
 class SentimentScorer:
     """negative / neutral / positive per sentence, and a review label that can be ``mixed``."""
 
@@ -48,15 +60,7 @@ class SentimentScorer:
         self.mixed_threshold = mixed_threshold
 
     def __call__(self, docs: list[Doc]) -> list[Doc]:
-        sentences = [s for doc in docs for s in doc.sentences]
-        if not sentences:
-            return docs
-        probabilities = self.head.probabilities(np.vstack([s.embedding for s in sentences]))
-        cursor = 0
-        for doc in docs:
-            count = len(doc.sentences)
-            block = probabilities[cursor : cursor + count]
-            cursor += count
+        for doc, block in sentence_probabilities(docs, self.head):
             for sentence, row in zip(doc.sentences, block, strict=True):
                 sentence.sentiment = _sentiment(row)
             weights = np.array([max(len(s.model_text or s.text), 1) for s in doc.sentences], np.float32)
@@ -97,14 +101,7 @@ class EmotionScorer:
         self.head = head
 
     def __call__(self, docs: list[Doc]) -> list[Doc]:
-        sentences = [s for doc in docs for s in doc.sentences]
-        if not sentences:
-            return docs
-        probabilities = self.head.probabilities(np.vstack([s.embedding for s in sentences]))
-        cursor = 0
-        for doc in docs:
-            block = probabilities[cursor : cursor + len(doc.sentences)]
-            cursor += len(doc.sentences)
+        for doc, block in sentence_probabilities(docs, self.head):
             for sentence, row in zip(doc.sentences, block, strict=True):
                 sentence.emotions = emotion_result(row, self.head)
             doc.emotions = emotion_result(block.max(axis=0), self.head)

@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from nlp.analysis import Analysis, Analyzer, EmotionResult, SentimentResult, TextInput
+from nlp.analysis import Analysis, Analyzer, EmotionResult, TextInput
 from service.db.models import FeedbackEmotion, FeedbackItem, FeedbackSentence, ItemEmbedding, utcnow
 
 logger = logging.getLogger("cxmine.scoring")
@@ -187,15 +187,6 @@ def to_float16_bytes(vector: np.ndarray) -> bytes:
 def from_float16_bytes(data: bytes) -> np.ndarray:
     """An embedding back as float32."""
     return np.frombuffer(data, dtype="<f2").astype(np.float32)
-
-
-def sentiment_out(result: SentimentResult) -> dict[str, object]:
-    """The API shape of a sentiment result."""
-    return {
-        "label": result.label,
-        "score": round(result.score, 4),
-        "probabilities": {k: round(v, 4) for k, v in result.probabilities.items()},
-    }
 
 
 class BackgroundScorer:

@@ -85,3 +85,4 @@ def require_roles(*roles: Role) -> Callable[..., Caller]:
 ReaderDep = Annotated[Caller, Depends(require_roles(Role.ANALYST))]
 IngestDep = Annotated[Caller, Depends(require_roles(Role.INGEST))]
 AdminDep = Annotated[Caller, Depends(require_roles())]
+ScorerDep = Annotated[Caller, Depends(require_roles(Role.SCORER))]

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nlp.analysis import Analysis, EmotionResult, SentimentResult, TextInput
-from service.api.deps import SettingsDep, require_roles
+from service.api.deps import ScorerDep, SettingsDep
 from service.api.problems import ProblemError
-from service.db.models import Role
 from service.errors import FieldError, field_errors_from_pydantic
 from service.pipeline import ModelsUnavailableError, load_analyzer
 
 router = APIRouter(prefix="/v1", tags=["score"])
-ScorerDep = Annotated[object, Depends(require_roles(Role.SCORER))]
 
 
 class ScoreItemIn(BaseModel):
