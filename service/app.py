@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,13 +14,14 @@ from fastapi.openapi.utils import get_openapi
 from service import __version__
 from service.api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
 from service.api.problems import install_problem_handlers
-from service.api.routes import admin, feedback, health, score
+from service.api.routes import admin, feedback, health, score, taxonomy
 from service.config import Settings, get_settings
 from service.db.engine import make_engine, make_session_factory
 from service.db.migrate import is_at_head
 from service.ingest.schemas import FeedbackItemIn
 from service.pipeline import ModelsUnavailableError, load_analyzer
 from service.scoring import BackgroundScorer
+from service.touchpoints import TouchpointLabeler, active_taxonomy, label_pending
 
 logger = logging.getLogger("cxmine")
 
@@ -43,6 +45,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except ModelsUnavailableError as exc:
             app.state.analyzer = None
             logger.warning("scoring models not available; /v1/score answers 503", extra={"reason": str(exc)})
+        app.state.labeler = None
+        if app.state.analyzer is not None and migrated:
+            with app.state.session_factory() as session:
+                taxonomy = active_taxonomy(session)
+            app.state.labeler = TouchpointLabeler(taxonomy=taxonomy, encoder=app.state.analyzer.encoder)
+
+        def label_new_feedback(stop: threading.Event) -> None:
+            if app.state.labeler is not None:
+                label_pending(app.state.session_factory, labeler=app.state.labeler, stop=stop)
+
         scorer = None
         if app.state.analyzer is not None and settings.scoring_enabled and migrated:
             scorer = BackgroundScorer(
@@ -50,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 analyzer=app.state.analyzer,
                 interval=settings.scoring_interval_seconds,
                 batch_size=settings.scoring_batch_size,
+                after_scoring=label_new_feedback,
             )
             scorer.start()
         logger.info("cxmine started", extra={"database": engine.url.render_as_string(hide_password=True)})
@@ -77,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feedback.router)
     app.include_router(admin.router)
     app.include_router(score.router)
+    app.include_router(taxonomy.router)
 
     def body_limit(path: str) -> int:
         return settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_json_body_bytes

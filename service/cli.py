@@ -364,7 +364,8 @@ def demo(
     count: Annotated[int, typer.Option(min=1, max=5000, help="How many demo items.")] = 400,
 ) -> None:
     """Load the multilingual demo data set (English, Arabic, Persian, Thai; idempotent)."""
-    from service.demo import demo_items
+    from service.db.models import Source
+    from service.demo import DEMO_SOURCE_TOUCHPOINTS, demo_items
     from service.ingest.service import ingest_batch
 
     settings = _settings()
@@ -393,6 +394,9 @@ def demo(
                     rejected + audit.rejected,
                 )
                 progress.advance(task, len(chunk))
+        for source in session.scalars(select(Source).where(Source.name.in_(DEMO_SOURCE_TOUCHPOINTS))):
+            source.default_touchpoint = source.default_touchpoint or DEMO_SOURCE_TOUCHPOINTS[source.name]
+        session.commit()
     if rejected:
         raise _fail(f"{rejected} demo items were rejected; this is a bug in the demo data")
     console.print(f"demo data: {stored} stored, {duplicates} already there")

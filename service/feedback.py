@@ -11,7 +11,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from nlp.datasets import CX_EMOTION_ROLLUP, GOEMOTIONS_LABELS
-from service.db.models import FeedbackEmotion, FeedbackItem, FeedbackSentence, Source
+from service.db.models import FeedbackEmotion, FeedbackItem, FeedbackSentence, ItemTouchpoint, Source
 
 
 class InvalidCursorError(ValueError):
@@ -31,6 +31,7 @@ class FeedbackFilter:
     sentiments: tuple[str, ...] = ()
     emotions: tuple[str, ...] = ()
     scored: bool | None = None
+    touchpoints: tuple[str, ...] = ()
 
 
 SENTIMENT_FILTER_LABELS = ("negative", "neutral", "positive", "mixed")
@@ -91,6 +92,12 @@ def list_feedback(
             for label in filters.emotions
         ]
         query = query.where(FeedbackItem.id.in_(select(FeedbackEmotion.item_id).where(or_(*matches))))
+    if filters.touchpoints:
+        query = query.where(
+            FeedbackItem.id.in_(
+                select(ItemTouchpoint.item_id).where(ItemTouchpoint.touchpoint.in_(filters.touchpoints))
+            )
+        )
     if filters.scored is not None:
         query = query.where(
             FeedbackItem.scored_at.is_not(None) if filters.scored else FeedbackItem.scored_at.is_(None)

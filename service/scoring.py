@@ -193,10 +193,17 @@ class BackgroundScorer:
     """A daemon thread that scores new feedback every few seconds, until stopped."""
 
     def __init__(
-        self, *, session_factory: sessionmaker[Session], analyzer: Analyzer, interval: float, batch_size: int
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        analyzer: Analyzer,
+        interval: float,
+        batch_size: int,
+        after_scoring: Callable[[threading.Event], None] | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.analyzer = analyzer
+        self.after_scoring = after_scoring
         self.interval = interval
         self.batch_size = batch_size
         self._stop = threading.Event()
@@ -217,6 +224,8 @@ class BackgroundScorer:
                 score_pending(
                     self.session_factory, analyzer=self.analyzer, batch_size=self.batch_size, stop=self._stop
                 )
+                if self.after_scoring is not None:
+                    self.after_scoring(self._stop)
             except Exception:  # a bad batch or a database hiccup must not kill the scorer for good
                 logger.exception("background scoring failed; retrying")
             self._stop.wait(self.interval)

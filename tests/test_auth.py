@@ -31,6 +31,8 @@ EXPECTED_ROLES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/v1/keys"): ADMIN,
     ("DELETE", "/v1/keys/{key_id}"): ADMIN,
     ("POST", "/v1/score"): SCORE,
+    ("GET", "/v1/taxonomy"): READ,
+    ("PUT", "/v1/taxonomy"): ADMIN,
 }
 
 

@@ -26,6 +26,9 @@ TABLES = {
     "feedback_sentences",
     "feedback_emotions",
     "item_embeddings",
+    "taxonomies",
+    "item_touchpoints",
+    "sentence_touchpoints",
 }
 
 

@@ -91,6 +91,14 @@ class FeedbackOut(BaseModel):
     scored_at: datetime | None = None
     score_model: str | None = Field(default=None, description="The pipeline version that scored it.")
     sentences: list[StoredSentenceOut] | None = Field(default=None, description="With sentences=true.")
+    touchpoints: list[TouchpointScoreOut] = Field(
+        default_factory=list, description="Touchpoints the item is about, strongest first."
+    )
+
+
+class TouchpointScoreOut(BaseModel):
+    touchpoint: str
+    score: float
 
 
 class StoredSentimentOut(BaseModel):

@@ -161,6 +161,7 @@ class FeedbackItem(Base):
     emotions: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     score_model: Mapped[str | None] = mapped_column(String(200))
+    touchpoint_taxonomy: Mapped[str | None] = mapped_column(String(120))
 
     source: Mapped[Source] = relationship(lazy="joined", innerjoin=True)
 
@@ -175,6 +176,7 @@ class FeedbackItem(Base):
         Index("ix_feedback_items_import_id", "import_id"),
         Index("ix_feedback_items_sentiment_created", "sentiment_label", "created_at"),
         Index("ix_feedback_items_score_model_id", "score_model", "id"),
+        Index("ix_feedback_items_touchpoint_taxonomy_id", "touchpoint_taxonomy", "id"),
     )
 
 
@@ -236,3 +238,46 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TaxonomyVersion(Base):
+    """A touchpoint taxonomy as an admin set it; the newest row is the one in force."""
+
+    __tablename__ = "taxonomies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ItemTouchpoint(Base):
+    """A touchpoint of a feedback item: from its sentences (origin text) or its source's default."""
+
+    __tablename__ = "item_touchpoints"
+
+    item_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("feedback_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    touchpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    origin: Mapped[str] = mapped_column(String(10))
+
+    __table_args__ = (Index("ix_item_touchpoints_touchpoint_item", "touchpoint", "item_id"),)
+
+
+class SentenceTouchpoint(Base):
+    """A touchpoint of one sentence (a review may praise the staff and blame the app)."""
+
+    __tablename__ = "sentence_touchpoints"
+
+    sentence_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("feedback_sentences.id", ondelete="CASCADE"), primary_key=True
+    )
+    touchpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[int] = mapped_column(BigId, ForeignKey("feedback_items.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_sentence_touchpoints_touchpoint_item", "touchpoint", "item_id"),)

@@ -44,6 +44,7 @@ from typing import Any, Final
 __all__ = [
     "APP_RELEASE_VERSION",
     "DEMO_SOURCE_PREFIX",
+    "DEMO_SOURCE_TOUCHPOINTS",
     "DEMO_WEEKS",
     "LANGUAGES",
     "POLARITIES",
@@ -57,6 +58,15 @@ __all__ = [
 ]
 
 DEMO_SOURCE_PREFIX: Final = "demo-"
+DEMO_SOURCE_TOUCHPOINTS: Final = {
+    "google-play": "mobile_app",
+    "app-store": "mobile_app",
+    "google-business": "store_branch",
+    "csat-survey": "customer_support",
+    "support-email": "customer_support",
+    "ces-survey": "checkout_payment",
+}
+"""What each demo source is about when its text names no touchpoint (an app review is about the app)."""
 """Prefix of every demo item's ``external_id`` ("demo-0001", ...), so demo data can be found and removed."""
 
 DEMO_WEEKS: Final = 8

@@ -21,6 +21,7 @@ from service.api.schemas import (
     StoredEmotionsOut,
     StoredSentenceOut,
     StoredSentimentOut,
+    TouchpointScoreOut,
 )
 from service.db.models import FeedbackItem, FeedbackSentence, RatingScale
 from service.errors import FieldError
@@ -35,6 +36,7 @@ from service.feedback import (
 from service.ingest.files import FileFormat, FileFormatError, parse_mapping
 from service.ingest.imports import ImportOptions, import_file
 from service.ingest.service import ItemResult, ingest_batch
+from service.touchpoints import touchpoints_of
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
 
@@ -50,7 +52,12 @@ def _result_out(result: ItemResult) -> ItemResultOut:
     )
 
 
-def feedback_out(item: FeedbackItem, *, sentences: list[FeedbackSentence] | None = None) -> FeedbackOut:
+def feedback_out(
+    item: FeedbackItem,
+    *,
+    touchpoints: list[tuple[str, float]] | None = None,
+    sentences: list[FeedbackSentence] | None = None,
+) -> FeedbackOut:
     """The API view of a stored item (and its sentences, when given)."""
     sentiment = None
     if item.sentiment_label is not None and item.sentiment_score is not None:
@@ -84,6 +91,7 @@ def feedback_out(item: FeedbackItem, *, sentences: list[FeedbackSentence] | None
         emotions=StoredEmotionsOut.model_validate(item.emotions) if item.emotions else None,
         scored_at=item.scored_at,
         score_model=item.score_model,
+        touchpoints=[TouchpointScoreOut(touchpoint=t, score=round(s, 4)) for t, s in touchpoints or []],
         sentences=None
         if sentences is None
         else [
@@ -225,6 +233,7 @@ def get_feedback(
         ),
     ] = None,
     scored: Annotated[bool | None, Query(description="Only scored (true) or unscored (false) items.")] = None,
+    touchpoint: Annotated[list[str] | None, Query(description="Touchpoint id; repeat for several.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> FeedbackPage:
@@ -256,6 +265,7 @@ def get_feedback(
         sentiments=tuple(sentiment or ()),
         emotions=tuple(emotion or ()),
         scored=scored,
+        touchpoints=tuple(touchpoint or ()),
     )
     try:
         items, next_cursor = list_feedback(session, filters=filters, limit=limit, cursor=cursor)
@@ -263,7 +273,10 @@ def get_feedback(
         raise ProblemError(
             400, str(exc), slug="invalid-cursor", errors=[FieldError(field="query.cursor", message=str(exc))]
         ) from exc
-    return FeedbackPage(items=[feedback_out(item) for item in items], next_cursor=next_cursor)
+    found = touchpoints_of(session, item_ids=[item.id for item in items])
+    return FeedbackPage(
+        items=[feedback_out(item, touchpoints=found.get(item.id)) for item in items], next_cursor=next_cursor
+    )
 
 
 @router.get("/{item_id}", summary="One feedback item")
@@ -277,4 +290,8 @@ def get_feedback_item(
     item = session.get(FeedbackItem, item_id)
     if item is None:
         raise ProblemError(404, f"No feedback item has id {item_id}.")
-    return feedback_out(item, sentences=sentences_of(session, item_id=item_id) if sentences else None)
+    return feedback_out(
+        item,
+        touchpoints=touchpoints_of(session, item_ids=[item_id]).get(item_id),
+        sentences=sentences_of(session, item_id=item_id) if sentences else None,
+    )

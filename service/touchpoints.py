@@ -1,0 +1,203 @@
+"""Touchpoints of stored feedback: the taxonomy in force, and labelling from the stored sentence embeddings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from nlp.encoders import EncodeSentences
+from nlp.text.normalise import normalise_text
+from nlp.touchpoints import FloatArray, Taxonomy, TouchpointClassifier, load_taxonomy, parse_taxonomy
+from service.db.models import (
+    FeedbackItem,
+    FeedbackSentence,
+    ItemTouchpoint,
+    SentenceTouchpoint,
+    Source,
+    TaxonomyVersion,
+)
+from service.scoring import from_float16_bytes
+
+logger = logging.getLogger("cxmine.touchpoints")
+
+
+def active_taxonomy(session: Session) -> Taxonomy:
+    """The taxonomy in force: the newest one an admin set, else the shipped retail taxonomy."""
+    latest = session.scalar(select(TaxonomyVersion).order_by(TaxonomyVersion.id.desc()).limit(1))
+    return parse_taxonomy(latest.document) if latest is not None else load_taxonomy()
+
+
+def save_taxonomy(session: Session, *, taxonomy: Taxonomy, actor: str) -> TaxonomyVersion:
+    """Put a new taxonomy in force (the old versions stay, for the record)."""
+    row = TaxonomyVersion(
+        name=taxonomy.name, version=taxonomy.version, document=taxonomy.to_document(), created_by=actor
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def taxonomy_key(taxonomy: Taxonomy) -> str:
+    """Names the exact taxonomy an item was labelled with (a changed document gets a new key)."""
+    digest = hashlib.sha256(json.dumps(taxonomy.to_document(), sort_keys=True).encode()).hexdigest()[:10]
+    return f"{taxonomy.name}@{taxonomy.version}:{digest}"
+
+
+class TouchpointLabeler:
+    """A taxonomy with its examples embedded once, ready to label sentence embeddings."""
+
+    def __init__(self, *, taxonomy: Taxonomy, encoder: EncodeSentences) -> None:
+        self.taxonomy = taxonomy
+        self.key = taxonomy_key(taxonomy)
+
+        def embed(phrases: list[str]) -> FloatArray:
+            return encoder.embed_texts([normalise_text(phrase)[0] for phrase in phrases])
+
+        self.classifier = TouchpointClassifier(
+            taxonomy=taxonomy,
+            example_embeddings=[embed(touchpoint.all_examples) for touchpoint in taxonomy.touchpoints],
+            background_embeddings=embed(taxonomy.background_phrases),
+        )
+
+
+@dataclass
+class LabellingRun:
+    """What one labelling pass did."""
+
+    labelled: int = 0
+    batches: int = 0
+
+
+def _needs_labelling(key: str) -> ColumnElement[bool]:
+    return FeedbackItem.scored_at.is_not(None) & or_(
+        FeedbackItem.touchpoint_taxonomy.is_(None), FeedbackItem.touchpoint_taxonomy != key
+    )
+
+
+def count_unlabelled(session: Session, *, key: str) -> int:
+    """How many scored items are not labelled with this taxonomy yet."""
+    return session.scalar(select(func.count()).select_from(FeedbackItem).where(_needs_labelling(key))) or 0
+
+
+def label_pending(
+    session_factory: sessionmaker[Session],
+    *,
+    labeler: TouchpointLabeler,
+    batch_size: int = 500,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> LabellingRun:
+    """Label every scored item not labelled with this taxonomy, from its stored embeddings (no encoding)."""
+    run = LabellingRun()
+    last_id = 0
+    while not (stop and stop.is_set()):
+        with session_factory() as session:
+            items = session.execute(
+                select(FeedbackItem.id, Source.default_touchpoint)
+                .join(Source, Source.id == FeedbackItem.source_id)
+                .where(_needs_labelling(labeler.key), FeedbackItem.id > last_id)
+                .order_by(FeedbackItem.id)
+                .limit(batch_size)
+            ).all()
+            if not items:
+                break
+            last_id = items[-1].id
+            sentences = session.execute(
+                select(FeedbackSentence.id, FeedbackSentence.item_id, FeedbackSentence.embedding).where(
+                    FeedbackSentence.item_id.in_([item.id for item in items])
+                )
+            ).all()
+        assignments = (
+            labeler.classifier.assign(np.vstack([from_float16_bytes(s.embedding) for s in sentences]))
+            if sentences
+            else []
+        )
+        sentence_rows = [
+            {
+                "sentence_id": s.id,
+                "item_id": s.item_id,
+                "touchpoint": choice.touchpoint,
+                "score": choice.score,
+            }
+            for s, chosen in zip(sentences, assignments, strict=True)
+            for choice in chosen
+        ]
+        item_rows = _item_touchpoints(items, sentence_rows, labeler)
+        with session_factory() as session, session.begin():
+            claimed = [
+                item.id
+                for item in items
+                if session.execute(
+                    update(FeedbackItem)
+                    .where(FeedbackItem.id == item.id, _needs_labelling(labeler.key))
+                    .values(touchpoint_taxonomy=labeler.key)
+                    .execution_options(synchronize_session=False)
+                ).rowcount  # type: ignore[attr-defined]
+                == 1
+            ]
+            if claimed:
+                session.execute(delete(SentenceTouchpoint).where(SentenceTouchpoint.item_id.in_(claimed)))
+                session.execute(delete(ItemTouchpoint).where(ItemTouchpoint.item_id.in_(claimed)))
+                kept = set(claimed)
+                rows = [r for r in sentence_rows if r["item_id"] in kept]
+                if rows:
+                    session.execute(insert(SentenceTouchpoint), rows)
+                rows = [r for r in item_rows if r["item_id"] in kept]
+                if rows:
+                    session.execute(insert(ItemTouchpoint), rows)
+        run.labelled += len(claimed)
+        run.batches += 1
+        if on_progress is not None:
+            on_progress(len(items))
+    return run
+
+
+def _item_touchpoints(
+    items: Any, sentence_rows: list[dict[str, Any]], labeler: TouchpointLabeler
+) -> list[dict[str, Any]]:
+    """An item is about each touchpoint one of its sentences is about; if none, its source's default."""
+    best: dict[int, dict[str, float]] = defaultdict(dict)
+    for row in sentence_rows:
+        scores = best[row["item_id"]]
+        scores[row["touchpoint"]] = max(scores.get(row["touchpoint"], 0.0), row["score"])
+    result: list[dict[str, Any]] = []
+    for item in items:
+        found = best.get(item.id)
+        if found:
+            result.extend(
+                {"item_id": item.id, "touchpoint": t, "score": s, "origin": "text"} for t, s in found.items()
+            )
+        elif item.default_touchpoint and labeler.taxonomy.get(item.default_touchpoint) is not None:
+            result.append(
+                {
+                    "item_id": item.id,
+                    "touchpoint": item.default_touchpoint,
+                    "score": 0.0,
+                    "origin": "source",
+                }
+            )
+    return result
+
+
+def touchpoints_of(session: Session, *, item_ids: list[int]) -> dict[int, list[tuple[str, float]]]:
+    """Each item's touchpoints, strongest first."""
+    result: dict[int, list[tuple[str, float]]] = defaultdict(list)
+    if item_ids:
+        rows = session.execute(
+            select(ItemTouchpoint.item_id, ItemTouchpoint.touchpoint, ItemTouchpoint.score)
+            .where(ItemTouchpoint.item_id.in_(item_ids))
+            .order_by(ItemTouchpoint.item_id, ItemTouchpoint.score.desc())
+        )
+        for item_id, touchpoint, score in rows:
+            result[item_id].append((touchpoint, score))
+    return result
