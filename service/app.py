@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from service import __version__
 from service.api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
 from service.api.problems import install_problem_handlers
-from service.api.routes import admin, feedback, health, score, taxonomy
+from service.api.routes import admin, analytics, feedback, health, score, taxonomy
 from service.config import Settings, get_settings
 from service.db.engine import make_engine, make_session_factory
 from service.db.migrate import is_at_head
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(score.router)
     app.include_router(taxonomy.router)
+    app.include_router(analytics.router)
 
     def body_limit(path: str) -> int:
         return settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_json_body_bytes

@@ -33,6 +33,8 @@ EXPECTED_ROLES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/v1/score"): SCORE,
     ("GET", "/v1/taxonomy"): READ,
     ("PUT", "/v1/taxonomy"): ADMIN,
+    ("GET", "/v1/touchpoints"): READ,
+    ("GET", "/v1/trends"): READ,
 }
 
 

@@ -1,0 +1,209 @@
+"""Aggregates over stored feedback: per-touchpoint experience metrics and time series.
+
+Every figure comes with the count it was computed from, and the filters that reproduce its rows
+through GET /v1/feedback.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import Session
+
+from service.db.models import (
+    FeedbackItem,
+    FeedbackSentence,
+    ItemTouchpoint,
+    RatingScale,
+    SentenceTouchpoint,
+    Source,
+)
+
+Interval = Literal["hour", "day", "week"]
+GroupBy = Literal["touchpoint", "location", "source", "language", "sentiment"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which feedback an aggregate covers (by the customer's own time)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    locations: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """SQL conditions on FeedbackItem for this scope."""
+        conditions: list[ColumnElement[bool]] = []
+        if self.since is not None:
+            conditions.append(FeedbackItem.created_at >= self.since)
+        if self.until is not None:
+            conditions.append(FeedbackItem.created_at < self.until)
+        if self.locations:
+            conditions.append(FeedbackItem.location.in_(self.locations))
+        if self.sources:
+            conditions.append(
+                FeedbackItem.source_id.in_(select(Source.id).where(Source.name.in_(self.sources)))
+            )
+        if self.languages:
+            conditions.append(FeedbackItem.language.in_(self.languages))
+        return conditions
+
+
+@dataclass
+class RatingMetric:
+    """A rating metric as the field defines it, and how many ratings it rests on."""
+
+    value: float | None
+    responses: int
+
+
+@dataclass
+class TouchpointMetrics:
+    """The experience at one touchpoint."""
+
+    touchpoint: str
+    items: int
+    sentences: int
+    negative_sentences: int
+    average_sentiment: float | None
+    nps: RatingMetric
+    csat: RatingMetric
+    ces: RatingMetric
+    stars: RatingMetric
+
+    @property
+    def negative_share(self) -> float | None:
+        """Share of the touchpoint's sentences that are negative."""
+        return self.negative_sentences / self.sentences if self.sentences else None
+
+
+def touchpoint_metrics(session: Session, *, scope: Scope) -> dict[str, TouchpointMetrics]:
+    """Volume, sentiment and NPS / CSAT / CES / stars for every touchpoint with feedback in scope."""
+    conditions = scope.conditions()
+    sentence_rows = session.execute(
+        select(
+            SentenceTouchpoint.touchpoint,
+            func.count(),
+            func.sum(case((FeedbackSentence.sentiment_label == "negative", 1), else_=0)),
+            func.avg(FeedbackSentence.sentiment_score),
+        )
+        .join(FeedbackSentence, FeedbackSentence.id == SentenceTouchpoint.sentence_id)
+        .join(FeedbackItem, FeedbackItem.id == SentenceTouchpoint.item_id)
+        .where(*conditions)
+        .group_by(SentenceTouchpoint.touchpoint)
+    ).all()
+    per_sentence = {row[0]: (int(row[1]), int(row[2] or 0), row[3]) for row in sentence_rows}
+
+    value = FeedbackItem.rating_value
+    scale = FeedbackItem.rating_scale
+
+    def among(scale_name: RatingScale, expression: Any) -> Any:
+        return func.sum(case((scale == scale_name.value, expression), else_=0))
+
+    item_rows = session.execute(
+        select(
+            ItemTouchpoint.touchpoint,
+            func.count(),
+            among(RatingScale.NPS, 1),
+            among(RatingScale.NPS, case((value >= 9, 1), else_=0)),
+            among(RatingScale.NPS, case((value <= 6, 1), else_=0)),
+            among(RatingScale.CSAT, 1),
+            among(RatingScale.CSAT, case((value >= 4, 1), else_=0)),
+            among(RatingScale.CES, 1),
+            among(RatingScale.CES, value),
+            among(RatingScale.STARS, 1),
+            among(RatingScale.STARS, value),
+        )
+        .join(FeedbackItem, FeedbackItem.id == ItemTouchpoint.item_id)
+        .where(*conditions)
+        .group_by(ItemTouchpoint.touchpoint)
+    ).all()
+    result: dict[str, TouchpointMetrics] = {}
+    for row in item_rows:
+        touchpoint, items = row[0], int(row[1])
+        nps_n, promoters, detractors, csat_n, satisfied, ces_n, ces_sum, stars_n, stars_sum = (
+            float(v or 0) for v in row[2:]
+        )
+        sentences, negative, average = per_sentence.get(touchpoint, (0, 0, None))
+        result[touchpoint] = TouchpointMetrics(
+            touchpoint=touchpoint,
+            items=items,
+            sentences=sentences,
+            negative_sentences=negative,
+            average_sentiment=float(average) if average is not None else None,
+            nps=RatingMetric(100 * (promoters - detractors) / nps_n if nps_n else None, int(nps_n)),
+            csat=RatingMetric(100 * satisfied / csat_n if csat_n else None, int(csat_n)),
+            ces=RatingMetric(ces_sum / ces_n if ces_n else None, int(ces_n)),
+            stars=RatingMetric(stars_sum / stars_n if stars_n else None, int(stars_n)),
+        )
+    return result
+
+
+def bucket_start(column: Any, *, interval: Interval, dialect: str) -> Any:
+    """A SQL expression truncating a UTC timestamp to the start of its hour, day or ISO week (Monday)."""
+    if dialect == "postgresql":
+        return func.date_trunc(interval, func.timezone("UTC", column))
+    formats = {"hour": "%Y-%m-%d %H:00:00", "day": "%Y-%m-%d 00:00:00"}
+    if interval == "week":
+        # SQLite: the Monday on or before the date ('weekday 1' moves forward to Monday, so step back 6 days first)
+        return func.strftime("%Y-%m-%d 00:00:00", func.date(column, "-6 days", "weekday 1"))
+    return func.strftime(formats[interval], column)
+
+
+GROUP_COLUMNS: dict[str, Any] = {
+    "touchpoint": ItemTouchpoint.touchpoint,
+    "source": Source.name,
+    "location": FeedbackItem.location,
+    "language": FeedbackItem.language,
+    "sentiment": FeedbackItem.sentiment_label,
+}
+
+
+def trends(
+    session: Session, *, scope: Scope, group_by: GroupBy, interval: Interval, limit_groups: int = 20
+) -> list[dict[str, Any]]:
+    """Item counts per time bucket and group, with negative counts and average sentiment."""
+    dialect = session.get_bind().dialect.name
+    key = GROUP_COLUMNS[group_by]
+    start = bucket_start(FeedbackItem.created_at, interval=interval, dialect=dialect).label("bucket")
+    query = (
+        select(
+            key.label("key"),
+            start,
+            func.count().label("items"),
+            func.sum(case((FeedbackItem.sentiment_label.in_(("negative", "mixed")), 1), else_=0)).label(
+                "negative"
+            ),
+            func.avg(FeedbackItem.sentiment_score).label("average_sentiment"),
+        )
+        .select_from(FeedbackItem)
+        .where(*scope.conditions())
+    )
+    if group_by == "touchpoint":
+        query = query.join(ItemTouchpoint, ItemTouchpoint.item_id == FeedbackItem.id)
+    if group_by == "source":
+        query = query.join(Source, Source.id == FeedbackItem.source_id)
+    rows = session.execute(query.group_by(key, start).order_by(key, start)).all()
+    series: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        bucket = row.bucket if isinstance(row.bucket, datetime) else datetime.fromisoformat(str(row.bucket))
+        series[row.key].append(
+            {
+                "start": bucket.replace(tzinfo=UTC) if bucket.tzinfo is None else bucket.astimezone(UTC),
+                "items": int(row.items),
+                "negative": int(row.negative or 0),
+                "average_sentiment": float(row.average_sentiment)
+                if row.average_sentiment is not None
+                else None,
+            }
+        )
+    ranked = sorted(series.items(), key=lambda kv: -sum(b["items"] for b in kv[1]))[:limit_groups]
+    return [
+        {"key": k, "total": sum(b["items"] for b in buckets), "buckets": buckets} for k, buckets in ranked
+    ]

@@ -1,0 +1,169 @@
+"""Experience metrics per touchpoint and trends over time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from service.analytics import GroupBy, Interval, Scope, touchpoint_metrics, trends
+from service.api.deps import ReaderDep, SessionDep
+from service.api.problems import ProblemError
+from service.errors import FieldError
+from service.touchpoints import active_taxonomy, taxonomy_key
+
+router = APIRouter(prefix="/v1", tags=["analytics"])
+
+
+class RatingMetricOut(BaseModel):
+    value: float | None = Field(description="Null when no rating of this scale is in scope.")
+    responses: int = Field(description="How many ratings the value rests on.")
+
+
+class TouchpointOut(BaseModel):
+    touchpoint: str
+    name: str
+    stages: list[str]
+    items: int = Field(description="Feedback items about this touchpoint.")
+    sentences: int
+    negative_sentences: int
+    negative_share: float | None
+    average_sentiment: float | None = Field(description="Mean sentence sentiment score, -1 to 1.")
+    nps: RatingMetricOut = Field(description="% promoters (9-10) minus % detractors (0-6), -100 to 100.")
+    csat: RatingMetricOut = Field(description="% of CSAT answers that are 4 or 5.")
+    ces: RatingMetricOut = Field(description="Mean customer effort score, 1-7 (higher is easier).")
+    stars: RatingMetricOut = Field(description="Mean star rating, 1-5.")
+    feedback_query: str = Field(
+        description="The GET /v1/feedback call that lists the items behind these figures."
+    )
+
+
+class TouchpointsOut(BaseModel):
+    taxonomy: str
+    touchpoints: list[TouchpointOut]
+
+
+class BucketOut(BaseModel):
+    start: datetime
+    items: int
+    negative: int = Field(description="Items whose sentiment is negative or mixed.")
+    average_sentiment: float | None
+
+
+class SeriesOut(BaseModel):
+    key: str | None
+    total: int
+    buckets: list[BucketOut]
+
+
+class TrendsOut(BaseModel):
+    group_by: str
+    interval: str
+    series: list[SeriesOut]
+
+
+def _scope(
+    since: datetime | None,
+    until: datetime | None,
+    location: list[str] | None,
+    source: list[str] | None,
+    language: list[str] | None,
+) -> Scope:
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.utcoffset() is None:
+            raise ProblemError(
+                422,
+                f"{name} needs a UTC offset, e.g. 2026-03-01T00:00:00Z",
+                slug="validation-error",
+                errors=[FieldError(field=f"query.{name}", message="missing UTC offset")],
+            )
+    return Scope(
+        since=since,
+        until=until,
+        locations=tuple(location or ()),
+        sources=tuple(source or ()),
+        languages=tuple(language or ()),
+    )
+
+
+Since = Annotated[datetime | None, Query(description="Created at or after (ISO 8601 with offset).")]
+Until = Annotated[datetime | None, Query(description="Created before (ISO 8601 with offset).")]
+Locations = Annotated[list[str] | None, Query(description="Location; repeat for several.")]
+Sources = Annotated[list[str] | None, Query(description="Source name; repeat for several.")]
+Languages = Annotated[list[str] | None, Query(description="ISO 639-1 code; repeat for several.")]
+
+
+@router.get("/touchpoints", summary="Volume, sentiment and NPS/CSAT/CES per touchpoint")
+def get_touchpoints(
+    session: SessionDep,
+    _caller: ReaderDep,
+    since: Since = None,
+    until: Until = None,
+    location: Locations = None,
+    source: Sources = None,
+    language: Languages = None,
+) -> TouchpointsOut:
+    """Every touchpoint of the taxonomy in force, the most negative first."""
+    scope = _scope(since, until, location, source, language)
+    taxonomy = active_taxonomy(session)
+    metrics = touchpoint_metrics(session, scope=scope)
+    filters = [(k, v.isoformat()) for k, v in (("since", since), ("until", until)) if v is not None]
+    filters += [("location", v) for v in location or ()] + [("source", v) for v in source or ()]
+    filters += [("language", v) for v in language or ()]
+    result = []
+    for touchpoint in taxonomy.touchpoints:
+        m = metrics.get(touchpoint.id)
+        result.append(
+            TouchpointOut(
+                touchpoint=touchpoint.id,
+                name=touchpoint.name,
+                stages=list(touchpoint.stages),
+                items=m.items if m else 0,
+                sentences=m.sentences if m else 0,
+                negative_sentences=m.negative_sentences if m else 0,
+                negative_share=m.negative_share if m else None,
+                average_sentiment=m.average_sentiment if m else None,
+                nps=RatingMetricOut(value=m.nps.value if m else None, responses=m.nps.responses if m else 0),
+                csat=RatingMetricOut(
+                    value=m.csat.value if m else None, responses=m.csat.responses if m else 0
+                ),
+                ces=RatingMetricOut(value=m.ces.value if m else None, responses=m.ces.responses if m else 0),
+                stars=RatingMetricOut(
+                    value=m.stars.value if m else None, responses=m.stars.responses if m else 0
+                ),
+                feedback_query="/v1/feedback?" + urlencode([("touchpoint", touchpoint.id), *filters]),
+            )
+        )
+    result.sort(key=lambda t: (-t.negative_sentences, -t.items, t.touchpoint))
+    return TouchpointsOut(taxonomy=taxonomy_key(taxonomy), touchpoints=result)
+
+
+@router.get(
+    "/trends", summary="Feedback volume over time, by touchpoint, location, source, language or sentiment"
+)
+def get_trends(
+    session: SessionDep,
+    _caller: ReaderDep,
+    group_by: Annotated[GroupBy, Query()] = "touchpoint",
+    interval: Annotated[Interval, Query()] = "week",
+    since: Since = None,
+    until: Until = None,
+    location: Locations = None,
+    source: Sources = None,
+    language: Languages = None,
+    limit_groups: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> TrendsOut:
+    """Items per time bucket (the customer's own time, UTC buckets; weeks start on Monday) for the largest groups."""
+    scope = _scope(since, until, location, source, language)
+    series = trends(session, scope=scope, group_by=group_by, interval=interval, limit_groups=limit_groups)
+    return TrendsOut(
+        group_by=group_by,
+        interval=interval,
+        series=[
+            SeriesOut(key=s["key"], total=s["total"], buckets=[BucketOut(**b) for b in s["buckets"]])
+            for s in series
+        ],
+    )
