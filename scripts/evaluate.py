@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -24,12 +25,14 @@ from nlp.datasets import (
     GOEMOTIONS_LABELS,
     SENTIMENT_DATASETS,
     SENTIMENT_LABELS,
+    data_root,
     load_emotions,
     load_sentiment,
 )
 from nlp.encoders import EncodeSentences
 from nlp.heads import Head
 from nlp.registry import registry
+from nlp.touchpoints import Taxonomy, TouchpointClassifier, parse_taxonomy
 from scripts.train_heads import EmbeddingCache, encoder_step, multi_hot
 
 PUBLISHED = {
@@ -37,6 +40,7 @@ PUBLISHED = {
     "en_goemotions": "Demszky et al. 2020 (BERT-base fine-tuned): 0.46 macro-F1; later work about 0.50",
     "en_tweeteval_sentiment": "TweetEval: 72.6 macro-recall (RoBERTa-base, Twitter-adapted)",
     "en_tweeteval_emotion": "TweetEval: 79.5 macro-F1 (RoBERTa-base, Twitter-adapted)",
+    "en_banking77_intents": "about 93 % accuracy with all training data, fine-tuned (Casanueva et al. 2020)",
 }
 
 
@@ -125,6 +129,99 @@ def evaluate_emotion(cache: EmbeddingCache, head: Head) -> dict[str, Any]:
     return results
 
 
+def label_id(label: str) -> str:
+    """A data set's label as a touchpoint id."""
+    return re.sub(r"[^a-z0-9_]", "", label.lower())
+
+
+def few_shot_taxonomy(name: str, examples: dict[str, list[str]]) -> Taxonomy:
+    """A taxonomy with one touchpoint per label: the label's name and a few training sentences as examples."""
+    return parse_taxonomy(
+        {
+            "name": name,
+            "version": 1,
+            "touchpoints": [
+                {
+                    "id": label_id(label),
+                    "name": label,
+                    "stages": ["experience"],
+                    "examples": {"en": [label.replace("_", " "), *phrases]},
+                }
+                for label, phrases in examples.items()
+            ],
+        }
+    )
+
+
+def evaluate_touchpoints(cache: EmbeddingCache, *, shots: int, seed: int = 13) -> dict[str, Any]:
+    """Touchpoint (aspect / intent) detection with taxonomies built from label names and ``shots`` examples."""
+    rng = random.Random(seed)
+    root = data_root()
+
+    def rows(dataset: str, split: str) -> list[dict[str, Any]]:
+        text = (root / dataset / f"{split}.jsonl").read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def classifier_for(taxonomy: Taxonomy) -> TouchpointClassifier:
+        return TouchpointClassifier(
+            taxonomy=taxonomy,
+            example_embeddings=[cache.embed(f"tax-{t.id}", t.all_examples) for t in taxonomy.touchpoints],
+            background_embeddings=cache.embed("tax-background", taxonomy.background_phrases),
+        )
+
+    results: dict[str, Any] = {}
+    train = rows("en_mams_acsa", "train")
+    by_category: dict[str, list[str]] = defaultdict(list)
+    for row in sorted(train, key=lambda r: (len(r["aspect_categories"]), rng.random())):
+        for aspect in row["aspect_categories"]:
+            if len(by_category[aspect["category"]]) < shots:
+                by_category[aspect["category"]].append(row["text"])
+    classifier = classifier_for(few_shot_taxonomy("mams", dict(by_category)))
+    dev = rows("en_mams_acsa", "dev")
+    assigned = classifier.assign(cache.embed("en_mams_acsa-dev", [r["text"] for r in dev]))
+    tp = fp = fn = top1 = 0
+    per_label: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row, chosen in zip(dev, assigned, strict=True):
+        gold = {a["category"] for a in row["aspect_categories"]}
+        predicted = {c.touchpoint for c in chosen}
+        tp, fp, fn = tp + len(predicted & gold), fp + len(predicted - gold), fn + len(gold - predicted)
+        top1 += bool(chosen) and chosen[0].touchpoint in gold
+        for label in gold | predicted:
+            counts = per_label[label]
+            counts[0] += label in gold and label in predicted
+            counts[1] += label in predicted and label not in gold
+            counts[2] += label in gold and label not in predicted
+    macro = np.mean([2 * a / max(2 * a + b + c, 1) for a, b, c in per_label.values()])
+    results["en_mams_acsa"] = {
+        "overall": {
+            "macro_f1": float(macro),
+            "micro_f1": 2 * tp / max(2 * tp + fp + fn, 1),
+            "top1_in_gold": top1 / len(dev),
+            "n": len(dev),
+        },
+        "official_metric": "micro_f1",
+        "note": f"aspect-category detection, {shots} examples per category; sentences have 2-5 categories",
+    }
+    train = rows("en_banking77_intents", "train")
+    rng.shuffle(train)
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for row in train:
+        if len(by_intent[row["label"]]) < shots:
+            by_intent[row["label"]].append(row["text"])
+    taxonomy = few_shot_taxonomy("banking77", dict(sorted(by_intent.items())))
+    classifier = classifier_for(taxonomy)
+    dev = rows("en_banking77_intents", "dev")
+    scores = classifier.scores(cache.embed("en_banking77_intents-dev", [r["text"] for r in dev]))[:, :-1]
+    labels = [t.id for t in taxonomy.touchpoints]
+    truth = np.array([labels.index(label_id(r["label"])) for r in dev])
+    results["en_banking77_intents"] = {
+        "overall": single_label_metrics(truth, scores.argmax(axis=1), list(range(len(labels)))),
+        "official_metric": "accuracy",
+        "note": f"intent = nearest touchpoint, {shots} examples per intent",
+    }
+    return results
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The figures as markdown tables (percentages)."""
     lines = [
@@ -179,6 +276,9 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--cache", type=Path, default=Path("var/cache/embeddings"))
     parser.add_argument("--write-cards", action="store_true")
+    parser.add_argument(
+        "--shots", type=int, default=8, help="examples per label in the touchpoint taxonomies"
+    )
     args = parser.parse_args()
 
     step = encoder_step(args.encoder)
@@ -200,6 +300,12 @@ def main() -> None:
     print(f"encoder: {encoder.name}\nmachine: {machine()}\n\n## Sentiment (dev)\n\n{sentiment_table}\n")
     print(f"XLM-T eight-language mean macro-F1: {100 * xlmt_mean:.1f} (published XLM-T: 69.4)\n")
     print(f"## Emotion (dev)\n\n{emotion_table}\n")
+    touchpoints = evaluate_touchpoints(cache, shots=args.shots)
+    print(
+        f"## Touchpoint / aspect detection (dev, {args.shots} examples per label)\n\n{markdown(touchpoints)}\n"
+    )
+    mams = touchpoints["en_mams_acsa"]["overall"]
+    print(f"MAMS: micro-F1 {100 * mams['micro_f1']:.1f}, top-1 in gold {100 * mams['top1_in_gold']:.1f}\n")
     summary = {
         "encoder": encoder.name,
         "machine": machine(),
