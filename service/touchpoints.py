@@ -134,17 +134,15 @@ def label_pending(
         ]
         item_rows = _item_touchpoints(items, sentence_rows, labeler)
         with session_factory() as session, session.begin():
-            claimed = [
-                item.id
-                for item in items
-                if session.execute(
+            claimed = list(
+                session.scalars(
                     update(FeedbackItem)
-                    .where(FeedbackItem.id == item.id, _needs_labelling(labeler.key))
+                    .where(FeedbackItem.id.in_([item.id for item in items]), _needs_labelling(labeler.key))
                     .values(touchpoint_taxonomy=labeler.key)
+                    .returning(FeedbackItem.id)
                     .execution_options(synchronize_session=False)
-                ).rowcount  # type: ignore[attr-defined]
-                == 1
-            ]
+                )
+            )
             if claimed:
                 session.execute(delete(SentenceTouchpoint).where(SentenceTouchpoint.item_id.in_(claimed)))
                 session.execute(delete(ItemTouchpoint).where(ItemTouchpoint.item_id.in_(claimed)))
