@@ -311,6 +311,7 @@ def main() -> None:
         "machine": machine(),
         "sentiment": sentiment,
         "emotion": emotion,
+        "touchpoints": touchpoints,
         "xlmt_mean_macro_f1": xlmt_mean,
     }
     (args.models / "evaluation.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
