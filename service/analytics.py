@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, case, func, select
@@ -22,6 +22,7 @@ from service.db.models import (
     SentenceTouchpoint,
     Source,
 )
+from service.trending import assess_trend
 
 Interval = Literal["hour", "day", "week"]
 GroupBy = Literal["touchpoint", "location", "source", "language", "sentiment"]
@@ -166,7 +167,13 @@ GROUP_COLUMNS: dict[str, Any] = {
 
 
 def trends(
-    session: Session, *, scope: Scope, group_by: GroupBy, interval: Interval, limit_groups: int = 20
+    session: Session,
+    *,
+    scope: Scope,
+    group_by: GroupBy,
+    interval: Interval,
+    limit_groups: int = 20,
+    baseline_buckets: int = 6,
 ) -> list[dict[str, Any]]:
     """Item counts per time bucket and group, with negative counts and average sentiment."""
     dialect = session.get_bind().dialect.name
@@ -204,6 +211,28 @@ def trends(
             }
         )
     ranked = sorted(series.items(), key=lambda kv: -sum(b["items"] for b in kv[1]))[:limit_groups]
-    return [
+    result = [
         {"key": k, "total": sum(b["items"] for b in buckets), "buckets": buckets} for k, buckets in ranked
     ]
+    _attach_trend_tests(result, interval=interval, baseline_buckets=baseline_buckets)
+    return result
+
+
+STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+
+
+def _attach_trend_tests(series: list[dict[str, Any]], *, interval: Interval, baseline_buckets: int) -> None:
+    """Test each series' last bucket of negatives against its previous ``baseline_buckets`` (empty = 0)."""
+    starts = sorted({b["start"] for s in series for b in s["buckets"]})
+    if len(starts) < 2:
+        return
+    grid = [starts[-1] - STEP[interval] * i for i in range(baseline_buckets, -1, -1)]
+    baseline, current = grid[:-1], grid[-1]
+    negatives = [{b["start"]: b["negative"] for b in s["buckets"]} for s in series]
+    histories = [[counts.get(start, 0) for start in baseline] for counts in negatives]
+    prior_rate = sum(map(sum, histories)) / (len(histories) * len(baseline))
+    for entry, counts, history in zip(series, negatives, histories, strict=True):
+        test = assess_trend(
+            current=counts.get(current, 0), history=history, prior_rate=prior_rate, comparisons=len(series)
+        )
+        entry["trend"] = {"bucket": current, "baseline_buckets": len(baseline), **test.__dict__}

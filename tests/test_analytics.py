@@ -183,3 +183,31 @@ def test_touchpoints_on_the_demo_through_the_real_pipeline(
     assert len(with_feedback) >= 8
     assert sum(t["items"] for t in with_feedback) >= 100
     assert any(t["nps"]["responses"] for t in with_feedback)
+
+
+def test_trends_flag_the_spiking_store_only(session: Session, client: TestClient, auth: Auth) -> None:
+    rows: list[tuple[str, str, str, dict[str, Any], str | None, str]] = []
+    mondays = [
+        f"2026-{m:02d}-{d:02d}" for m, d in ((9, 7), (9, 14), (9, 21), (9, 28), (10, 5), (10, 12), (10, 19))
+    ]
+    plan = {"Steady": [2, 2, 2, 2, 2, 2, 2], "Spiking": [1, 1, 1, 1, 1, 1, 9], "Tiny": [0, 0, 0, 0, 0, 0, 3]}
+    for store, counts in plan.items():
+        for week, count in zip(mondays, counts, strict=True):
+            for n in range(count):
+                rows.append(
+                    (
+                        f"{store}-{week}-{n}",
+                        f"{week}T1{n % 10}:00:00Z",
+                        "delivery_shipping",
+                        {},
+                        store,
+                        "negative",
+                    )
+                )
+    _seed(session, rows)
+    body = client.get("/v1/trends", params={"group_by": "location"}, headers=auth(Role.ANALYST)).json()
+    trend = {s["key"]: s["trend"] for s in body["series"]}
+    assert trend["Spiking"]["trending"] and trend["Spiking"]["current"] == 9
+    assert trend["Spiking"]["bucket"].startswith("2026-10-19")
+    assert not trend["Steady"]["trending"] and not trend["Tiny"]["trending"]
+    assert trend["Tiny"]["expected"] > 0  # shrunk towards the typical store, not zero

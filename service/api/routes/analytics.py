@@ -53,10 +53,23 @@ class BucketOut(BaseModel):
     average_sentiment: float | None
 
 
+class TrendOut(BaseModel):
+    bucket: datetime = Field(description="The bucket under test: the latest one.")
+    baseline_buckets: int
+    current: int = Field(description="Negative items in that bucket.")
+    expected: float = Field(description="Its own baseline rate, shrunk towards the typical group's rate.")
+    growth: float | None = Field(description="current / expected.")
+    p_value: float = Field(description="One-sided Poisson test, P(X >= current).")
+    trending: bool = Field(description="p below 0.01 / number of series, at least 5 negatives, growth 1.5x.")
+
+
 class SeriesOut(BaseModel):
     key: str | None
     total: int
     buckets: list[BucketOut]
+    trend: TrendOut | None = Field(
+        default=None, description="Is the latest bucket beyond what history explains?"
+    )
 
 
 class TrendsOut(BaseModel):
@@ -163,7 +176,12 @@ def get_trends(
         group_by=group_by,
         interval=interval,
         series=[
-            SeriesOut(key=s["key"], total=s["total"], buckets=[BucketOut(**b) for b in s["buckets"]])
+            SeriesOut(
+                key=s["key"],
+                total=s["total"],
+                buckets=[BucketOut(**b) for b in s["buckets"]],
+                trend=TrendOut(**s["trend"]) if "trend" in s else None,
+            )
             for s in series
         ],
     )
