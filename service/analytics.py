@@ -174,6 +174,7 @@ def trends(
     interval: Interval,
     limit_groups: int = 20,
     baseline_buckets: int = 6,
+    window: int = 1,
 ) -> list[dict[str, Any]]:
     """Item counts per time bucket and group, with negative counts and average sentiment."""
     dialect = session.get_bind().dialect.name
@@ -214,25 +215,36 @@ def trends(
     result = [
         {"key": k, "total": sum(b["items"] for b in buckets), "buckets": buckets} for k, buckets in ranked
     ]
-    _attach_trend_tests(result, interval=interval, baseline_buckets=baseline_buckets)
+    _attach_trend_tests(result, interval=interval, baseline_buckets=baseline_buckets, window=window)
     return result
 
 
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
 
-def _attach_trend_tests(series: list[dict[str, Any]], *, interval: Interval, baseline_buckets: int) -> None:
-    """Test each series' last bucket of negatives against its previous ``baseline_buckets`` (empty = 0)."""
+def _attach_trend_tests(
+    series: list[dict[str, Any]], *, interval: Interval, baseline_buckets: int, window: int
+) -> None:
+    """Test each series' last ``window`` buckets of negatives against the ``baseline_buckets`` before them."""
     starts = sorted({b["start"] for s in series for b in s["buckets"]})
     if len(starts) < 2:
         return
-    grid = [starts[-1] - STEP[interval] * i for i in range(baseline_buckets, -1, -1)]
-    baseline, current = grid[:-1], grid[-1]
+    grid = [starts[-1] - STEP[interval] * i for i in range(baseline_buckets + window - 1, -1, -1)]
+    baseline, current = grid[:baseline_buckets], grid[baseline_buckets:]
     negatives = [{b["start"]: b["negative"] for b in s["buckets"]} for s in series]
     histories = [[counts.get(start, 0) for start in baseline] for counts in negatives]
     prior_rate = sum(map(sum, histories)) / (len(histories) * len(baseline))
     for entry, counts, history in zip(series, negatives, histories, strict=True):
         test = assess_trend(
-            current=counts.get(current, 0), history=history, prior_rate=prior_rate, comparisons=len(series)
+            current=sum(counts.get(start, 0) for start in current),
+            history=history,
+            prior_rate=prior_rate,
+            window=window,
+            comparisons=len(series),
         )
-        entry["trend"] = {"bucket": current, "baseline_buckets": len(baseline), **test.__dict__}
+        entry["trend"] = {
+            "bucket": current[0],
+            "window": window,
+            "baseline_buckets": len(baseline),
+            **test.__dict__,
+        }

@@ -1,11 +1,12 @@
 """Is a series growing beyond what its own history explains? A shrunk Poisson test.
 
 For one group (a touchpoint, a location, later a topic at a touchpoint), ``history`` holds its negative
-counts in the baseline buckets and ``current`` the count in the bucket under test. Its expected count is
-its own baseline rate shrunk towards ``prior_rate`` (the typical group's rate), as the posterior mean of a
-gamma-Poisson model with the prior worth ``prior_strength`` buckets:
+counts in the baseline buckets and ``current`` the count in the ``window`` buckets under test (the ones
+after the baseline). Its expected count is its own baseline rate shrunk towards ``prior_rate`` (the
+typical group's rate), as the posterior mean of a gamma-Poisson model with the prior worth
+``prior_strength`` buckets, times the window:
 
-    expected = (sum(history) + prior_strength * prior_rate) / (len(history) + prior_strength)
+    expected = window * (sum(history) + prior_strength * prior_rate) / (len(history) + prior_strength)
 
 so a store with three reviews and no history is expected to look like the average store, not like zero.
 The test is one-sided: p = P(X >= current) for X ~ Poisson(expected). A series is trending when p is below
@@ -54,13 +55,14 @@ def assess_trend(
     history: Sequence[int],
     prior_rate: float,
     prior_strength: float = 2.0,
+    window: int = 1,
     alpha: float = 0.01,
     comparisons: int = 1,
     min_count: int = 5,
     min_growth: float = 1.5,
 ) -> TrendTest:
     """Test whether ``current`` exceeds what ``history`` (shrunk towards ``prior_rate``) predicts."""
-    expected = shrunk_expectation(history, prior_rate=prior_rate, prior_strength=prior_strength)
+    expected = window * shrunk_expectation(history, prior_rate=prior_rate, prior_strength=prior_strength)
     p_value = poisson_upper_tail(current, expected)
     growth = current / expected if expected > 0 else None
     trending = (

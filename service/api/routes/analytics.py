@@ -54,9 +54,10 @@ class BucketOut(BaseModel):
 
 
 class TrendOut(BaseModel):
-    bucket: datetime = Field(description="The bucket under test: the latest one.")
+    bucket: datetime = Field(description="The first bucket of the window under test (the latest buckets).")
+    window: int = Field(description="How many buckets the window under test spans.")
     baseline_buckets: int
-    current: int = Field(description="Negative items in that bucket.")
+    current: int = Field(description="Negative items in the window.")
     expected: float = Field(description="Its own baseline rate, shrunk towards the typical group's rate.")
     growth: float | None = Field(description="current / expected.")
     p_value: float = Field(description="One-sided Poisson test, P(X >= current).")
@@ -168,10 +169,22 @@ def get_trends(
     source: Sources = None,
     language: Languages = None,
     limit_groups: Annotated[int, Query(ge=1, le=200)] = 20,
+    window: Annotated[int, Query(ge=1, le=52, description="Latest buckets tested for a trend.")] = 1,
+    baseline: Annotated[
+        int, Query(ge=1, le=104, description="Buckets before the window that set the baseline.")
+    ] = 6,
 ) -> TrendsOut:
     """Items per time bucket (the customer's own time, UTC buckets; weeks start on Monday) for the largest groups."""
     scope = _scope(since, until, location, source, language)
-    series = trends(session, scope=scope, group_by=group_by, interval=interval, limit_groups=limit_groups)
+    series = trends(
+        session,
+        scope=scope,
+        group_by=group_by,
+        interval=interval,
+        limit_groups=limit_groups,
+        baseline_buckets=baseline,
+        window=window,
+    )
     return TrendsOut(
         group_by=group_by,
         interval=interval,
