@@ -211,3 +211,9 @@ def test_trends_flag_the_spiking_store_only(session: Session, client: TestClient
     assert trend["Spiking"]["bucket"].startswith("2026-10-19")
     assert not trend["Steady"]["trending"] and not trend["Tiny"]["trending"]
     assert trend["Tiny"]["expected"] > 0  # shrunk towards the typical store, not zero
+    two_weeks = client.get(
+        "/v1/trends", params={"group_by": "location", "window": 2, "baseline": 5}, headers=auth(Role.ANALYST)
+    ).json()
+    spiking = next(s["trend"] for s in two_weeks["series"] if s["key"] == "Spiking")
+    assert spiking["window"] == 2 and spiking["current"] == 10 and spiking["bucket"].startswith("2026-10-12")
+    assert spiking["trending"]
