@@ -22,7 +22,7 @@ from service.db.models import (
     SentenceTouchpoint,
     Source,
 )
-from service.trending import assess_trend
+from service.trending import assess_outlier, assess_trend
 
 Interval = Literal["hour", "day", "week"]
 GroupBy = Literal["touchpoint", "location", "source", "language", "sentiment"]
@@ -248,3 +248,37 @@ def _attach_trend_tests(
             "baseline_buckets": len(baseline),
             **test.__dict__,
         }
+
+
+def location_comparison(session: Session, *, touchpoint: str, scope: Scope) -> list[dict[str, Any]]:
+    """Each location's negative share at a touchpoint against the other locations', most negative first."""
+    rows = session.execute(
+        select(
+            FeedbackItem.location,
+            func.count(),
+            func.sum(case((FeedbackSentence.sentiment_label == "negative", 1), else_=0)),
+        )
+        .select_from(SentenceTouchpoint)
+        .join(FeedbackSentence, FeedbackSentence.id == SentenceTouchpoint.sentence_id)
+        .join(FeedbackItem, FeedbackItem.id == SentenceTouchpoint.item_id)
+        .where(
+            SentenceTouchpoint.touchpoint == touchpoint,
+            FeedbackItem.location.is_not(None),
+            *scope.conditions(),
+        )
+        .group_by(FeedbackItem.location)
+    ).all()
+    counts = {location: (int(total), int(negative or 0)) for location, total, negative in rows}
+    all_total = sum(total for total, _ in counts.values())
+    all_negative = sum(negative for _, negative in counts.values())
+    result = []
+    for location, (total, negative) in counts.items():
+        test = assess_outlier(
+            negative=negative,
+            total=total,
+            others_negative=all_negative - negative,
+            others_total=all_total - total,
+            comparisons=len(counts),
+        )
+        result.append({"location": location, **test.__dict__})
+    return sorted(result, key=lambda r: (-r["shrunk_share"], r["location"]))

@@ -71,3 +71,60 @@ def assess_trend(
         and (growth is None or growth >= min_growth)
     )
     return TrendTest(current=current, expected=expected, growth=growth, p_value=p_value, trending=trending)
+
+
+def binomial_upper_tail(successes: int, trials: int, rate: float) -> float:
+    """P(X >= successes) for X ~ Binomial(trials, rate), in log space."""
+    if successes <= 0:
+        return 1.0
+    if rate <= 0:
+        return 0.0
+    if rate >= 1:
+        return 1.0
+    log_terms = [
+        math.lgamma(trials + 1)
+        - math.lgamma(k + 1)
+        - math.lgamma(trials - k + 1)
+        + k * math.log(rate)
+        + (trials - k) * math.log1p(-rate)
+        for k in range(successes, trials + 1)
+    ]
+    top = max(log_terms)
+    return max(0.0, min(1.0, math.exp(top) * sum(math.exp(t - top) for t in log_terms)))
+
+
+@dataclass(frozen=True)
+class OutlierTest:
+    """One group's negative share against the others'."""
+
+    negative: int
+    total: int
+    share: float
+    shrunk_share: float
+    others_share: float
+    p_value: float
+    outlier: bool
+
+
+def assess_outlier(
+    *,
+    negative: int,
+    total: int,
+    others_negative: int,
+    others_total: int,
+    prior_strength: float = 10.0,
+    alpha: float = 0.01,
+    comparisons: int = 1,
+    min_difference: float = 0.15,
+) -> OutlierTest:
+    """Is this group's negative share above the other groups'? Shrunk share, one-sided exact binomial test.
+
+    The shrunk share is the beta-binomial posterior mean with the others' share as prior worth
+    ``prior_strength`` sentences, so 2 negatives out of 2 is not an outlier.
+    """
+    others_share = others_negative / others_total if others_total else 0.0
+    shrunk = (negative + prior_strength * others_share) / (total + prior_strength)
+    p_value = binomial_upper_tail(negative, total, others_share) if total else 1.0
+    outlier = p_value < alpha / max(comparisons, 1) and shrunk - others_share >= min_difference
+    share = negative / total if total else 0.0
+    return OutlierTest(negative, total, share, shrunk, others_share, p_value, outlier)

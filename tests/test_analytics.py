@@ -217,3 +217,25 @@ def test_trends_flag_the_spiking_store_only(session: Session, client: TestClient
     spiking = next(s["trend"] for s in two_weeks["series"] if s["key"] == "Spiking")
     assert spiking["window"] == 2 and spiking["current"] == 10 and spiking["bucket"].startswith("2026-10-12")
     assert spiking["trending"]
+
+
+def test_the_store_with_a_delivery_problem_the_others_do_not_have(
+    session: Session, client: TestClient, auth: Auth
+) -> None:
+    rows: list[tuple[str, str, str, dict[str, Any], str | None, str]] = []
+    plan = {"Outlier": (9, 1), "Calm A": (2, 8), "Calm B": (2, 8), "Calm C": (1, 9), "Tiny": (2, 0)}
+    for store, (negative, positive) in plan.items():
+        for n in range(negative + positive):
+            sentiment = "negative" if n < negative else "positive"
+            rows.append(
+                (f"{store}-{n}", f"2026-10-{1 + n:02d}T10:00:00Z", "delivery_shipping", {}, store, sentiment)
+            )
+    _seed(session, rows)
+    body = client.get("/v1/touchpoints/delivery_shipping/locations", headers=auth(Role.ANALYST)).json()
+    by_store = {r["location"]: r for r in body["locations"]}
+    assert body["locations"][0]["location"] == "Outlier" and by_store["Outlier"]["outlier"]
+    assert (by_store["Outlier"]["negative"], by_store["Outlier"]["total"]) == (9, 10)
+    assert not any(by_store[s]["outlier"] for s in ("Calm A", "Calm B", "Calm C", "Tiny"))
+    assert by_store["Tiny"]["share"] == 1.0 and by_store["Tiny"]["shrunk_share"] < 0.5
+    missing = client.get("/v1/touchpoints/baggage/locations", headers=auth(Role.ANALYST))
+    assert missing.status_code == 404 and "baggage" in missing.json()["detail"]

@@ -35,6 +35,7 @@ EXPECTED_ROLES: dict[tuple[str, str], set[Role]] = {
     ("PUT", "/v1/taxonomy"): ADMIN,
     ("GET", "/v1/touchpoints"): READ,
     ("GET", "/v1/trends"): READ,
+    ("GET", "/v1/touchpoints/{touchpoint}/locations"): READ,
 }
 
 
@@ -50,7 +51,12 @@ def test_every_v1_route_is_in_the_matrix() -> None:
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{item_id}", "1").replace("{import_id}", "1").replace("{key_id}", "999999")
+    return (
+        path.replace("{item_id}", "1")
+        .replace("{import_id}", "1")
+        .replace("{key_id}", "999999")
+        .replace("{touchpoint}", "delivery_shipping")
+    )
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(EXPECTED_ROLES))

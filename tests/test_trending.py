@@ -41,3 +41,16 @@ def test_many_comparisons_raise_the_bar() -> None:
     alone = assess_trend(current=7, history=[2, 2, 2, 2, 2, 2], prior_rate=2.0)
     among_many = assess_trend(current=7, history=[2, 2, 2, 2, 2, 2], prior_rate=2.0, comparisons=100)
     assert alone.trending and not among_many.trending
+
+
+def test_binomial_tail_and_the_outlier_store() -> None:
+    from service.trending import assess_outlier, binomial_upper_tail
+
+    assert binomial_upper_tail(2, 3, 0.5) == pytest.approx(0.5)
+    assert binomial_upper_tail(1, 1, 0.3) == pytest.approx(0.3)
+    outlier = assess_outlier(negative=8, total=10, others_negative=6, others_total=30, comparisons=4)
+    assert outlier.outlier and outlier.p_value < 1e-3
+    assert not assess_outlier(negative=2, total=2, others_negative=6, others_total=30, comparisons=4).outlier
+    assert not assess_outlier(
+        negative=3, total=10, others_negative=11, others_total=30, comparisons=4
+    ).outlier

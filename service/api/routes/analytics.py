@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from service.analytics import GroupBy, Interval, Scope, touchpoint_metrics, trends
+from service.analytics import GroupBy, Interval, Scope, location_comparison, touchpoint_metrics, trends
 from service.api.deps import ReaderDep, SessionDep
 from service.api.problems import ProblemError
 from service.errors import FieldError
@@ -44,6 +44,24 @@ class TouchpointOut(BaseModel):
 class TouchpointsOut(BaseModel):
     taxonomy: str
     touchpoints: list[TouchpointOut]
+
+
+class LocationOut(BaseModel):
+    location: str
+    total: int = Field(description="Sentences about the touchpoint at this location.")
+    negative: int
+    share: float = Field(description="negative / total.")
+    shrunk_share: float = Field(
+        description="The share shrunk towards the other locations' (worth 10 sentences)."
+    )
+    others_share: float = Field(description="The negative share at every other location together.")
+    p_value: float = Field(description="One-sided exact binomial test against the others' share.")
+    outlier: bool = Field(description="p below 0.01 / number of locations and shrunk share 15 points above.")
+
+
+class LocationsOut(BaseModel):
+    touchpoint: str
+    locations: list[LocationOut]
 
 
 class BucketOut(BaseModel):
@@ -198,3 +216,26 @@ def get_trends(
             for s in series
         ],
     )
+
+
+@router.get(
+    "/touchpoints/{touchpoint}/locations",
+    summary="Compare locations at one touchpoint: find the outlier store",
+)
+def get_touchpoint_locations(
+    touchpoint: str,
+    session: SessionDep,
+    _caller: ReaderDep,
+    since: Since = None,
+    until: Until = None,
+    source: Sources = None,
+    language: Languages = None,
+) -> LocationsOut:
+    """Each location's negative share at this touchpoint against the other locations', most negative first."""
+    if active_taxonomy(session).get(touchpoint) is None:
+        raise ProblemError(
+            404, f"The taxonomy in force has no touchpoint {touchpoint!r}; see GET /v1/taxonomy."
+        )
+    scope = _scope(since, until, None, source, language)
+    rows = location_comparison(session, touchpoint=touchpoint, scope=scope)
+    return LocationsOut(touchpoint=touchpoint, locations=[LocationOut(**row) for row in rows])
