@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -54,6 +55,18 @@ class ProblemError(Exception):
 
 def _slug_for(status: int) -> str:
     return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+
+
+def require_utc_offsets(**values: datetime | None) -> None:
+    """Refuse query datetimes without a UTC offset (naive times are ambiguous across stores' time zones)."""
+    for name, value in values.items():
+        if value is not None and value.utcoffset() is None:
+            raise ProblemError(
+                422,
+                f"{name} needs a UTC offset, e.g. 2026-03-01T00:00:00Z",
+                slug="validation-error",
+                errors=[FieldError(field=f"query.{name}", message="missing UTC offset")],
+            )
 
 
 def problem_response(

@@ -11,8 +11,7 @@ from pydantic import BaseModel, Field
 
 from service.analytics import GroupBy, Interval, Scope, location_comparison, touchpoint_metrics, trends
 from service.api.deps import ReaderDep, SessionDep
-from service.api.problems import ProblemError
-from service.errors import FieldError
+from service.api.problems import ProblemError, require_utc_offsets
 from service.touchpoints import active_taxonomy, taxonomy_key
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
@@ -104,14 +103,7 @@ def _scope(
     source: list[str] | None,
     language: list[str] | None,
 ) -> Scope:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.utcoffset() is None:
-            raise ProblemError(
-                422,
-                f"{name} needs a UTC offset, e.g. 2026-03-01T00:00:00Z",
-                slug="validation-error",
-                errors=[FieldError(field=f"query.{name}", message="missing UTC offset")],
-            )
+    require_utc_offsets(since=since, until=until)
     return Scope(
         since=since,
         until=until,

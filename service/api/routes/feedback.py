@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from nlp.datasets import CX_EMOTION_ROLLUP, GOEMOTIONS_LABELS
 from service.api.deps import IngestDep, ReaderDep, SessionDep, SettingsDep
-from service.api.problems import ProblemError
+from service.api.problems import ProblemError, require_utc_offsets
 from service.api.schemas import (
     BatchResultOut,
     FeedbackBatchIn,
@@ -238,14 +238,7 @@ def get_feedback(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> FeedbackPage:
     """A page of stored feedback and the cursor of the next page."""
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.utcoffset() is None:
-            raise ProblemError(
-                422,
-                f"{name} needs a UTC offset, e.g. 2026-03-01T00:00:00Z",
-                slug="validation-error",
-                errors=[FieldError(field=f"query.{name}", message="missing UTC offset")],
-            )
+    require_utc_offsets(since=since, until=until)
     unknown = [label for label in emotion or () if emotion_scheme(label) is None]
     if unknown:
         known = ", ".join([*CX_EMOTION_ROLLUP, *(g for g in GOEMOTIONS_LABELS if g not in CX_EMOTION_ROLLUP)])
