@@ -209,7 +209,7 @@ class EncodeSentences:
         for sentence, vector in zip(sentences, vectors, strict=True):
             sentence.embedding = vector
         for doc in docs:
-            weights = np.array([max(len(s.model_text or s.text), 1) for s in doc.sentences], np.float32)
+            weights = np.array([s.weight for s in doc.sentences], np.float32)
             stacked = np.vstack([s.embedding for s in doc.sentences])
             doc.embedding = _normalise_rows((weights[:, None] * stacked).sum(axis=0, keepdims=True))[0]
         return docs

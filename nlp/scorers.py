@@ -63,7 +63,7 @@ class SentimentScorer:
         for doc, block in sentence_probabilities(docs, self.head):
             for sentence, row in zip(doc.sentences, block, strict=True):
                 sentence.sentiment = _sentiment(row)
-            weights = np.array([max(len(s.model_text or s.text), 1) for s in doc.sentences], np.float32)
+            weights = np.array([s.weight for s in doc.sentences], np.float32)
             doc.sentiment = aggregate_sentiment(block, weights, mixed_threshold=self.mixed_threshold)
         return docs
 

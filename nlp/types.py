@@ -50,6 +50,11 @@ class Sentence:
     sentiment: Any = None
     emotions: Any = None
 
+    @property
+    def weight(self) -> int:
+        """How much the sentence counts in its review's aggregates: its length."""
+        return max(len(self.model_text or self.text), 1)
+
 
 @dataclass(slots=True)
 class Doc:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from service.db.models import (
@@ -22,38 +22,11 @@ from service.db.models import (
     SentenceTouchpoint,
     Source,
 )
+from service.feedback import Scope
 from service.trending import assess_outlier, assess_trend
 
 Interval = Literal["hour", "day", "week"]
 GroupBy = Literal["touchpoint", "location", "source", "language", "sentiment"]
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which feedback an aggregate covers (by the customer's own time)."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    locations: tuple[str, ...] = ()
-    sources: tuple[str, ...] = ()
-    languages: tuple[str, ...] = ()
-
-    def conditions(self) -> list[ColumnElement[bool]]:
-        """SQL conditions on FeedbackItem for this scope."""
-        conditions: list[ColumnElement[bool]] = []
-        if self.since is not None:
-            conditions.append(FeedbackItem.created_at >= self.since)
-        if self.until is not None:
-            conditions.append(FeedbackItem.created_at < self.until)
-        if self.locations:
-            conditions.append(FeedbackItem.location.in_(self.locations))
-        if self.sources:
-            conditions.append(
-                FeedbackItem.source_id.in_(select(Source.id).where(Source.name.in_(self.sources)))
-            )
-        if self.languages:
-            conditions.append(FeedbackItem.language.in_(self.languages))
-        return conditions
 
 
 @dataclass

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from nlp.datasets import CX_EMOTION_ROLLUP, GOEMOTIONS_LABELS
@@ -16,6 +16,34 @@ from service.db.models import FeedbackEmotion, FeedbackItem, FeedbackSentence, I
 
 class InvalidCursorError(ValueError):
     """The cursor was not produced by this API (or was altered)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which feedback an aggregate covers (by the customer's own time)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    locations: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """SQL conditions on FeedbackItem for this scope."""
+        conditions: list[ColumnElement[bool]] = []
+        if self.since is not None:
+            conditions.append(FeedbackItem.created_at >= self.since)
+        if self.until is not None:
+            conditions.append(FeedbackItem.created_at < self.until)
+        if self.locations:
+            conditions.append(FeedbackItem.location.in_(self.locations))
+        if self.sources:
+            conditions.append(
+                FeedbackItem.source_id.in_(select(Source.id).where(Source.name.in_(self.sources)))
+            )
+        if self.languages:
+            conditions.append(FeedbackItem.language.in_(self.languages))
+        return conditions
 
 
 @dataclass(frozen=True)
@@ -32,6 +60,17 @@ class FeedbackFilter:
     emotions: tuple[str, ...] = ()
     scored: bool | None = None
     touchpoints: tuple[str, ...] = ()
+
+    @property
+    def scope(self) -> Scope:
+        """The part of the filter that aggregates share: time, source, location, language."""
+        return Scope(
+            since=self.since,
+            until=self.until,
+            sources=self.sources,
+            locations=self.locations,
+            languages=self.languages,
+        )
 
 
 SENTIMENT_FILTER_LABELS = ("negative", "neutral", "positive", "mixed")
@@ -70,18 +109,7 @@ def list_feedback(
     session: Session, *, filters: FeedbackFilter, limit: int, cursor: str | None = None
 ) -> tuple[list[FeedbackItem], str | None]:
     """One page of feedback, newest first (by the customer's own time), and the cursor of the next."""
-    query = select(FeedbackItem)
-    if filters.since is not None:
-        query = query.where(FeedbackItem.created_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(FeedbackItem.created_at < filters.until)
-    if filters.sources:
-        source_ids = select(Source.id).where(Source.name.in_(filters.sources))
-        query = query.where(FeedbackItem.source_id.in_(source_ids))
-    if filters.locations:
-        query = query.where(FeedbackItem.location.in_(filters.locations))
-    if filters.languages:
-        query = query.where(FeedbackItem.language.in_(filters.languages))
+    query = select(FeedbackItem).where(*filters.scope.conditions())
     if filters.text_contains:
         query = query.where(FeedbackItem.text.icontains(filters.text_contains, autoescape=True))
     if filters.sentiments:

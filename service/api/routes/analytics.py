@@ -9,9 +9,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from service.analytics import GroupBy, Interval, Scope, location_comparison, touchpoint_metrics, trends
+from service.analytics import GroupBy, Interval, location_comparison, touchpoint_metrics, trends
 from service.api.deps import ReaderDep, SessionDep
 from service.api.problems import ProblemError, require_utc_offsets
+from service.feedback import Scope
 from service.touchpoints import active_taxonomy, taxonomy_key
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
