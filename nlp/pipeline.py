@@ -24,7 +24,7 @@ class Pipeline:
         self._components = list(components)
 
     @classmethod
-    def from_config(cls, steps: Sequence[StepConfig], *, using: Registry = registry) -> Pipeline:
+    def from_config(cls, steps: Sequence[StepConfig], *, using: Registry[Component] = registry) -> Pipeline:
         """Build from step names or {"name": ..., **config} dicts; components are shared per process."""
         components: list[tuple[str, Component]] = []
         for step in steps:

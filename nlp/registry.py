@@ -8,11 +8,11 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeVar
 
 from nlp.types import Component
 
-Factory: TypeAlias = Callable[..., Component]
+ProductT = TypeVar("ProductT")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*\.v[0-9]+$")
 # Modules whose import registers the built-in components; loaded on first lookup so the registry never
@@ -32,22 +32,22 @@ class UnknownComponentError(KeyError):
         return f"unknown pipeline component {self.name!r}; known components: {', '.join(self.known)}"
 
 
-class Registry:
+class Registry(Generic[ProductT]):
     """Named factories ("<stage>.<impl>.v<N>") that take keyword config and return a component."""
 
     def __init__(self, *, builtin_modules: tuple[str, ...] = ()) -> None:
-        self._factories: dict[str, Factory] = {}
-        self._instances: dict[tuple[str, str], Component] = {}
+        self._factories: dict[str, Callable[..., ProductT]] = {}
+        self._instances: dict[tuple[str, str], ProductT] = {}
         self._builtin_modules = builtin_modules
         self._builtins_loaded = False
         self._lock = threading.Lock()
 
-    def register(self, name: str) -> Callable[[Factory], Factory]:
+    def register(self, name: str) -> Callable[[Callable[..., ProductT]], Callable[..., ProductT]]:
         """Register the decorated factory under ``name``."""
         if not _NAME_RE.match(name):
             raise ValueError(f"component name {name!r} must look like '<stage>.<impl>.v<N>'")
 
-        def decorator(factory: Factory) -> Factory:
+        def decorator(factory: Callable[..., ProductT]) -> Callable[..., ProductT]:
             existing = self._factories.get(name)
             if existing is not None and existing.__qualname__ != factory.__qualname__:
                 raise ValueError(f"component {name!r} is already registered to {existing.__qualname__}")
@@ -56,7 +56,7 @@ class Registry:
 
         return decorator
 
-    def get(self, name: str) -> Factory:
+    def get(self, name: str) -> Callable[..., ProductT]:
         """Return the factory registered under ``name``."""
         self._load_builtins()
         try:
@@ -69,7 +69,7 @@ class Registry:
         self._load_builtins()
         return sorted(self._factories)
 
-    def create(self, name: str, **config: Any) -> Component:
+    def create(self, name: str, **config: Any) -> ProductT:
         """Return the component for ``name`` and ``config``, constructed once per process."""
         factory = self.get(name)
         key = (name, json.dumps(config, sort_keys=True, default=repr))
@@ -97,4 +97,4 @@ class Registry:
             importlib.import_module(module)
 
 
-registry = Registry(builtin_modules=_BUILTIN_MODULES)
+registry = Registry[Component](builtin_modules=_BUILTIN_MODULES)

@@ -29,6 +29,15 @@ TABLES = {
     "taxonomies",
     "item_touchpoints",
     "sentence_touchpoints",
+    "topic_models",
+    "topics",
+    "topic_lineage",
+    "sentence_topics",
+    "pain_points",
+    "pain_point_events",
+    "alert_rules",
+    "alerts",
+    "alert_deliveries",
 }
 
 

@@ -281,3 +281,183 @@ class SentenceTouchpoint(Base):
     score: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_sentence_touchpoints_touchpoint_item", "touchpoint", "item_id"),)
+
+
+class TopicModelRun(Base):
+    """One topic-model fit (a refit): its settings, figures and the state online assignment needs."""
+
+    __tablename__ = "topic_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(12), default="running")
+    config: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    embedding_model: Mapped[str | None] = mapped_column(String(200))
+    sentences: Mapped[int] = mapped_column(Integer, default=0)
+    fitted_on: Mapped[int] = mapped_column(Integer, default=0)
+    topics: Mapped[int] = mapped_column(Integer, default=0)
+    outliers: Mapped[int] = mapped_column(Integer, default=0)
+    outliers_reduced: Mapped[int] = mapped_column(Integer, default=0)
+    figures: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Topic(Base):
+    """A theme of feedback; its id survives refits for as long as the theme exists."""
+
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    label: Mapped[str] = mapped_column(String(300))
+    keywords: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
+    keyword_weights: Mapped[dict[str, float]] = mapped_column(PortableJSON, default=dict)
+    representative: Mapped[str | None] = mapped_column(Text)
+    representative_sentence_id: Mapped[int | None] = mapped_column(BigId)
+    sentences: Mapped[int] = mapped_column(Integer, default=0)
+    languages: Mapped[dict[str, int]] = mapped_column(PortableJSON, default=dict)
+    centroid: Mapped[bytes] = mapped_column(LargeBinary)
+    born_model_id: Mapped[int] = mapped_column(ForeignKey("topic_models.id", ondelete="CASCADE"))
+    last_model_id: Mapped[int] = mapped_column(ForeignKey("topic_models.id", ondelete="CASCADE"))
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_topics_status", "status"),)
+
+
+class TopicLineage(Base):
+    """What a refit did to a topic: born, continued, merged into another, split off, died."""
+
+    __tablename__ = "topic_lineage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("topic_models.id", ondelete="CASCADE"))
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(10))
+    related_topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="SET NULL"))
+    similarity: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+
+    __table_args__ = (Index("ix_topic_lineage_topic_model", "topic_id", "model_id"),)
+
+
+class SentenceTopic(Base):
+    """The topic of one sentence, with the facts pain-point aggregates need (no join to the sentence)."""
+
+    __tablename__ = "sentence_topics"
+
+    sentence_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("feedback_sentences.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[int] = mapped_column(BigId, ForeignKey("feedback_items.id", ondelete="CASCADE"))
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("topic_models.id", ondelete="CASCADE"))
+    similarity: Mapped[float] = mapped_column(Float)
+    origin: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    negative: Mapped[bool] = mapped_column()
+    sentiment_score: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_sentence_topics_topic_created", "topic_id", "created_at"),
+        Index("ix_sentence_topics_created_topic", "created_at", "topic_id"),
+        Index("ix_sentence_topics_item", "item_id"),
+    )
+
+
+class PainPointState(Base):
+    """Triage of one pain point (a topic at a touchpoint): status and owner; events keep the history."""
+
+    __tablename__ = "pain_points"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
+    touchpoint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(14), default="open")
+    owner: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("topic_id", "touchpoint", name="uq_pain_points_topic_touchpoint"),)
+
+
+class PainPointEvent(Base):
+    """One triage action on a pain point: acknowledged, assigned, commented, resolved, reopened."""
+
+    __tablename__ = "pain_point_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pain_point_id: Mapped[int] = mapped_column(ForeignKey("pain_points.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(14))
+    actor: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    comment: Mapped[str | None] = mapped_column(Text)
+    from_status: Mapped[str | None] = mapped_column(String(14))
+    to_status: Mapped[str | None] = mapped_column(String(14))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_pain_point_events_pain_point_at", "pain_point_id", "at"),)
+
+
+class AlertRule(Base):
+    """An admin-defined condition that fires to a webhook once per episode."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    webhook_url: Mapped[str] = mapped_column(String(2000))
+    webhook_format: Mapped[str] = mapped_column(String(10), default="json")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Alert(Base):
+    """One episode of a rule's condition holding for one subject: fired once, closed when it stops holding."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(300))
+    open_subject: Mapped[str | None] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(10), default="firing")
+    payload: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivery_status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # At most one open episode per rule and subject: open_subject is NULL once the episode closes.
+        UniqueConstraint("rule_id", "open_subject", name="uq_alerts_rule_open_subject"),
+        Index("ix_alerts_fired_at", "fired_at"),
+        Index("ix_alerts_delivery_next", "delivery_status", "next_attempt_at"),
+    )
+
+
+class AlertDelivery(Base):
+    """One attempt to deliver an alert to its webhook, successful or not."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_alert_deliveries_alert", "alert_id"),)
