@@ -172,9 +172,14 @@ class UMAPReducer:
 class HDBSCANClusterer:
     """Density clustering with outliers; ``min_cluster_size`` is the smallest theme worth a topic."""
 
-    def __init__(self, *, min_cluster_size: int = 10, min_samples: int | None = None) -> None:
+    def __init__(
+        self, *, min_cluster_size: int = 10, min_samples: int | None = None, selection: str = "eom"
+    ) -> None:
+        if selection not in ("eom", "leaf"):
+            raise ValueError(f"selection must be 'eom' or 'leaf', not {selection!r}")
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
+        self.selection = selection
 
     def fit_predict(self, points: FloatArray) -> IntArray:
         from sklearn.cluster import HDBSCAN
@@ -184,7 +189,7 @@ class HDBSCANClusterer:
         model = HDBSCAN(
             min_cluster_size=self.min_cluster_size,
             min_samples=self.min_samples,
-            cluster_selection_method="eom",
+            cluster_selection_method=self.selection,
             copy=True,
         )
         return np.asarray(model.fit_predict(points), dtype=np.int64)

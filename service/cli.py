@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 from pydantic import ValidationError
@@ -31,6 +31,10 @@ models_app = typer.Typer(help="Models: build the default encoder offline.", no_a
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
+topics_app = typer.Typer(help="Topics: refit them, list them.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+alerts_app = typer.Typer(help="Alert rules: evaluate them and deliver their webhooks.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
 
 console = Console(stderr=True)
 out = Console()
@@ -400,6 +404,116 @@ def demo(
     if rejected:
         raise _fail(f"{rejected} demo items were rejected; this is a bug in the demo data")
     console.print(f"demo data: {stored} stored, {duplicates} already there")
+
+
+@topics_app.command("refit")
+def topics_refit(
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="A JSON file of topic settings (stages and knobs).")
+    ] = None,
+) -> None:
+    """Refit topics on every scored sentence; topics that still exist keep their ids (lineage recorded)."""
+    import json
+
+    from nlp.topics import TopicConfig
+    from service.db.engine import make_session_factory
+    from service.topics import refit_topics
+
+    try:
+        config = TopicConfig.from_document(json.loads(config_file.read_text()) if config_file else {})
+    except (OSError, ValueError) as exc:
+        raise _fail(f"bad topic settings: {exc}") from exc
+    with (
+        _database() as (engine, _),
+        Progress(
+            TextColumn("[bold]{task.description}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+    ):
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                for task in tasks.values():
+                    progress.update(
+                        task, completed=progress.tasks[task].total or 1, total=progress.tasks[task].total or 1
+                    )
+                tasks[stage] = progress.add_task(stage, total=total or None)
+            progress.update(tasks[stage], completed=done, total=total or None)
+
+        report = refit_topics(make_session_factory(engine), config=config, on_progress=on_progress)
+    events = ", ".join(f"{n} {event}" for event, n in sorted(report.events.items())) or "none"
+    console.print(
+        f"model {report.model_id}: {report.topics} topics from {report.sentences} sentences "
+        f"(fitted on {report.fitted_on}); outliers {report.outliers} after reducing {report.outliers_reduced}; "
+        f"lineage: {events}; {report.seconds:.1f} s, peak memory {report.peak_rss_mib:.0f} MiB"
+    )
+
+
+@topics_app.command("list")
+def topics_list(limit: Annotated[int, typer.Option(min=1, help="How many topics.")] = 30) -> None:
+    """The active topics, largest first."""
+    from service.db.models import Topic
+
+    with _database() as (_, session):
+        table = Table("id", "sentences", "languages", "keywords", "label")
+        for topic in session.scalars(
+            select(Topic).where(Topic.status == "active").order_by(Topic.sentences.desc()).limit(limit)
+        ):
+            table.add_row(
+                str(topic.id),
+                str(topic.sentences),
+                " ".join(f"{k}:{v}" for k, v in topic.languages.items()),
+                ", ".join(topic.keywords[:5]),
+                topic.label,
+            )
+        out.print(table)
+
+
+@alerts_app.command("evaluate")
+def alerts_evaluate(
+    deliver: Annotated[
+        bool, typer.Option("--deliver/--no-deliver", help="Post due alerts to their webhooks.")
+    ] = True,
+) -> None:
+    """Evaluate every enabled alert rule once and deliver the alerts that are due, as the service does."""
+    from service.alerts import deliver_pending, delivery_options, evaluate_rules, webhook_client
+    from service.db.engine import make_session_factory
+    from service.db.models import Alert, AlertRule
+
+    settings = _settings()
+    with _database() as (engine, session):
+        factory = make_session_factory(engine)
+        report = evaluate_rules(factory)
+        table = Table("rule", "fired", "still firing", "resolved", "error")
+        names = {rule_id: name for rule_id, name in session.execute(select(AlertRule.id, AlertRule.name))}
+        for outcome in report.rules:
+            table.add_row(
+                f"#{outcome.rule_id} {names.get(outcome.rule_id, '')}",
+                str(len(outcome.fired)),
+                str(outcome.ongoing),
+                str(len(outcome.resolved)),
+                outcome.error or "",
+            )
+        out.print(table)
+        for alert_id, subject, summary in session.execute(
+            select(Alert.id, Alert.subject, Alert.payload)
+            .where(Alert.id.in_(report.fired))
+            .order_by(Alert.id)
+        ):
+            out.print(f"fired alert #{alert_id} {subject}: {summary.get('summary', '')}", highlight=False)
+        if deliver:
+            with webhook_client() as client:
+                delivery = deliver_pending(factory, client=client, limit=1000, **delivery_options(settings))
+            console.print(
+                f"webhooks: {delivery.delivered} delivered, {delivery.retrying} to retry, "
+                f"{delivery.failed} failed"
+            )
+    if report.errors:
+        raise _fail(f"{len(report.errors)} rule(s) could not be evaluated")
 
 
 if __name__ == "__main__":

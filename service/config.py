@@ -56,6 +56,27 @@ class Settings(BaseSettings):
     scoring_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     scoring_batch_size: int = Field(default=64, ge=1, le=1024)
     max_score_items: int = Field(default=256, ge=1, le=4096)
+    topics_refit_interval_hours: float = Field(
+        default=24.0, gt=0, description="The background loop refits topics this often (and once at first)."
+    )
+    topics_bootstrap_sentences: int = Field(
+        default=200, ge=1, description="The first refit waits until this many sentences are scored."
+    )
+    alerts_enabled: bool = Field(
+        default=True,
+        description="Evaluate alert rules and deliver webhooks in the background (with background scoring).",
+    )
+    alert_evaluation_interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    alert_delivery_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    alert_max_attempts: int = Field(default=5, ge=1, le=50)
+    alert_retry_base_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="Wait after the first failed attempt; doubles each time."
+    )
+    alert_retry_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    public_url: str | None = Field(
+        default=None,
+        description="The service's public base URL (https://cx.example.com): webhook links become absolute.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -11,7 +11,15 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from nlp.datasets import CX_EMOTION_ROLLUP, GOEMOTIONS_LABELS
-from service.db.models import FeedbackEmotion, FeedbackItem, FeedbackSentence, ItemTouchpoint, Source
+from service.db.models import (
+    FeedbackEmotion,
+    FeedbackItem,
+    FeedbackSentence,
+    ItemTouchpoint,
+    SentenceTopic,
+    SentenceTouchpoint,
+    Source,
+)
 
 
 class InvalidCursorError(ValueError):
@@ -60,6 +68,8 @@ class FeedbackFilter:
     emotions: tuple[str, ...] = ()
     scored: bool | None = None
     touchpoints: tuple[str, ...] = ()
+    topics: tuple[int, ...] = ()
+    pain_point: tuple[int, str] | None = None
 
     @property
     def scope(self) -> Scope:
@@ -126,6 +136,28 @@ def list_feedback(
                 select(ItemTouchpoint.item_id).where(ItemTouchpoint.touchpoint.in_(filters.touchpoints))
             )
         )
+    if filters.topics:
+        query = query.where(
+            FeedbackItem.id.in_(
+                select(SentenceTopic.item_id).where(SentenceTopic.topic_id.in_(filters.topics))
+            )
+        )
+    if filters.pain_point is not None:
+        topic_id, touchpoint = filters.pain_point
+        negative_in_topic = (SentenceTopic.topic_id == topic_id) & SentenceTopic.negative
+        named = (
+            select(SentenceTopic.item_id)
+            .join(SentenceTouchpoint, SentenceTouchpoint.sentence_id == SentenceTopic.sentence_id)
+            .where(negative_in_topic, SentenceTouchpoint.touchpoint == touchpoint)
+        )
+        by_source = (
+            select(SentenceTopic.item_id)
+            .join(ItemTouchpoint, ItemTouchpoint.item_id == SentenceTopic.item_id)
+            .where(
+                negative_in_topic, ItemTouchpoint.touchpoint == touchpoint, ItemTouchpoint.origin == "source"
+            )
+        )
+        query = query.where(or_(FeedbackItem.id.in_(named), FeedbackItem.id.in_(by_source)))
     if filters.scored is not None:
         query = query.where(
             FeedbackItem.scored_at.is_not(None) if filters.scored else FeedbackItem.scored_at.is_(None)

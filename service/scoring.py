@@ -115,6 +115,8 @@ def write_scores(
                 emotions=emotions_summary(analysis.emotions),
                 scored_at=now,
                 score_model=version,
+                touchpoint_taxonomy=None,
+                topic_model_id=None,
             )
             .execution_options(synchronize_session=False)
         )

@@ -36,6 +36,20 @@ EXPECTED_ROLES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/touchpoints"): READ,
     ("GET", "/v1/trends"): READ,
     ("GET", "/v1/touchpoints/{touchpoint}/locations"): READ,
+    ("GET", "/v1/pain-points"): READ,
+    ("GET", "/v1/topics"): READ,
+    ("GET", "/v1/topics/{topic_id}"): READ,
+    ("GET", "/v1/topics/{topic_id}/locations"): READ,
+    ("GET", "/v1/topic-models"): READ,
+    ("GET", "/v1/pain-points/{topic_id}/{touchpoint}/triage"): READ,
+    ("POST", "/v1/pain-points/{topic_id}/{touchpoint}/actions"): READ,
+    ("POST", "/v1/alert-rules"): ADMIN,
+    ("GET", "/v1/alert-rules"): ADMIN,
+    ("GET", "/v1/alert-rules/{rule_id}"): ADMIN,
+    ("PATCH", "/v1/alert-rules/{rule_id}"): ADMIN,
+    ("DELETE", "/v1/alert-rules/{rule_id}"): ADMIN,
+    ("POST", "/v1/alert-rules/{rule_id}/evaluate"): ADMIN,
+    ("GET", "/v1/alerts"): READ,
 }
 
 
@@ -56,6 +70,8 @@ def _concrete(path: str) -> str:
         .replace("{import_id}", "1")
         .replace("{key_id}", "999999")
         .replace("{touchpoint}", "delivery_shipping")
+        .replace("{topic_id}", "1")
+        .replace("{rule_id}", "999999")
     )
 
 

@@ -94,6 +94,16 @@ class FeedbackOut(BaseModel):
     touchpoints: list[TouchpointScoreOut] = Field(
         default_factory=list, description="Touchpoints the item is about, strongest first."
     )
+    topic: ItemTopicOut | None = Field(
+        default=None, description="The topic most of its sentences are about (null before the first refit)."
+    )
+    topics: list[ItemTopicOut] = Field(default_factory=list, description="Every topic of its sentences.")
+
+
+class ItemTopicOut(BaseModel):
+    id: int
+    label: str
+    sentences: int = Field(description="How many of the item's sentences are about it.")
 
 
 class TouchpointScoreOut(BaseModel):

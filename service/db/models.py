@@ -162,6 +162,7 @@ class FeedbackItem(Base):
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     score_model: Mapped[str | None] = mapped_column(String(200))
     touchpoint_taxonomy: Mapped[str | None] = mapped_column(String(120))
+    topic_model_id: Mapped[int | None] = mapped_column(Integer)
 
     source: Mapped[Source] = relationship(lazy="joined", innerjoin=True)
 
@@ -177,6 +178,7 @@ class FeedbackItem(Base):
         Index("ix_feedback_items_sentiment_created", "sentiment_label", "created_at"),
         Index("ix_feedback_items_score_model_id", "score_model", "id"),
         Index("ix_feedback_items_touchpoint_taxonomy_id", "touchpoint_taxonomy", "id"),
+        Index("ix_feedback_items_topic_model_id", "topic_model_id", "id"),
     )
 
 

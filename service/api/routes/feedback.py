@@ -17,6 +17,7 @@ from service.api.schemas import (
     FeedbackPage,
     ImportResultOut,
     ItemResultOut,
+    ItemTopicOut,
     RatingOut,
     StoredEmotionsOut,
     StoredSentenceOut,
@@ -36,6 +37,7 @@ from service.feedback import (
 from service.ingest.files import FileFormat, FileFormatError, parse_mapping
 from service.ingest.imports import ImportOptions, import_file
 from service.ingest.service import ItemResult, ingest_batch
+from service.topics import ItemTopic, topics_of
 from service.touchpoints import touchpoints_of
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
@@ -56,6 +58,7 @@ def feedback_out(
     item: FeedbackItem,
     *,
     touchpoints: list[tuple[str, float]] | None = None,
+    topics: list[ItemTopic] | None = None,
     sentences: list[FeedbackSentence] | None = None,
 ) -> FeedbackOut:
     """The API view of a stored item (and its sentences, when given)."""
@@ -92,6 +95,10 @@ def feedback_out(
         scored_at=item.scored_at,
         score_model=item.score_model,
         touchpoints=[TouchpointScoreOut(touchpoint=t, score=round(s, 4)) for t, s in touchpoints or []],
+        topic=ItemTopicOut(id=topics[0].topic_id, label=topics[0].label, sentences=topics[0].sentences)
+        if topics
+        else None,
+        topics=[ItemTopicOut(id=t.topic_id, label=t.label, sentences=t.sentences) for t in topics or []],
         sentences=None
         if sentences is None
         else [
@@ -234,6 +241,14 @@ def get_feedback(
     ] = None,
     scored: Annotated[bool | None, Query(description="Only scored (true) or unscored (false) items.")] = None,
     touchpoint: Annotated[list[str] | None, Query(description="Touchpoint id; repeat for several.")] = None,
+    topic: Annotated[list[int] | None, Query(description="Topic id; repeat for several.")] = None,
+    pain_point: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9]+:[a-z][a-z0-9_]*$",
+            description="`TOPIC:TOUCHPOINT`: items with a negative sentence of that topic at that touchpoint.",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> FeedbackPage:
@@ -259,6 +274,8 @@ def get_feedback(
         emotions=tuple(emotion or ()),
         scored=scored,
         touchpoints=tuple(touchpoint or ()),
+        topics=tuple(topic or ()),
+        pain_point=(int(pain_point.split(":")[0]), pain_point.split(":")[1]) if pain_point else None,
     )
     try:
         items, next_cursor = list_feedback(session, filters=filters, limit=limit, cursor=cursor)
@@ -266,9 +283,14 @@ def get_feedback(
         raise ProblemError(
             400, str(exc), slug="invalid-cursor", errors=[FieldError(field="query.cursor", message=str(exc))]
         ) from exc
-    found = touchpoints_of(session, item_ids=[item.id for item in items])
+    ids = [item.id for item in items]
+    found, item_topics = touchpoints_of(session, item_ids=ids), topics_of(session, item_ids=ids)
     return FeedbackPage(
-        items=[feedback_out(item, touchpoints=found.get(item.id)) for item in items], next_cursor=next_cursor
+        items=[
+            feedback_out(item, touchpoints=found.get(item.id), topics=item_topics.get(item.id))
+            for item in items
+        ],
+        next_cursor=next_cursor,
     )
 
 
@@ -286,5 +308,6 @@ def get_feedback_item(
     return feedback_out(
         item,
         touchpoints=touchpoints_of(session, item_ids=[item_id]).get(item_id),
+        topics=topics_of(session, item_ids=[item_id]).get(item_id),
         sentences=sentences_of(session, item_id=item_id) if sentences else None,
     )

@@ -30,6 +30,9 @@ def _fk(table: str, column: str, target: str, ondelete: str) -> sa.ForeignKeyCon
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("feedback_items") as batch:
+        batch.add_column(sa.Column("topic_model_id", sa.Integer(), nullable=True))
+    op.create_index("ix_feedback_items_topic_model_id", "feedback_items", ["topic_model_id", "id"])
     op.create_table(
         "topic_models",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -210,3 +213,6 @@ def downgrade() -> None:
         "topic_models",
     ):
         op.drop_table(table)
+    op.drop_index("ix_feedback_items_topic_model_id", table_name="feedback_items")
+    with op.batch_alter_table("feedback_items") as batch:
+        batch.drop_column("topic_model_id")
