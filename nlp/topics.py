@@ -77,7 +77,7 @@ stages = Registry[Any]()
 class LanguageCentering:
     """Subtract each language's mean embedding (shrunk towards the overall mean for rare languages)."""
 
-    def __init__(self, *, prior_strength: float = 50.0) -> None:
+    def __init__(self, *, prior_strength: float = 5.0) -> None:
         self.prior_strength = prior_strength
         self.means: dict[str, FloatArray] = {}
         self.overall: FloatArray | None = None
@@ -227,6 +227,75 @@ def create_stage(spec: Mapping[str, Any]) -> Any:
 
 _WORD = re.compile(r"[^\W\d_](?:[\w\u200c\u200d'’-]*[^\W_])?", re.UNICODE)
 _THAI = re.compile(r"[\u0e00-\u0e7f]")
+# pythainlp's list also drops content words (ส่ง "send", ช้า "slow"); topics need only the function words.
+_THAI_STOP_WORDS = frozenset(
+    [
+        "ค่ะ",
+        "ครับ",
+        "คะ",
+        "นะ",
+        "จ้ะ",
+        "จ้า",
+        "จ้ะ",
+        "มาก",
+        "ที่",
+        "และ",
+        "ของ",
+        "ใน",
+        "ได้",
+        "ให้",
+        "ไป",
+        "มา",
+        "แล้ว",
+        "ก็",
+        "ว่า",
+        "ไม่",
+        "เป็น",
+        "มี",
+        "กับ",
+        "จะ",
+        "คือ",
+        "นี้",
+        "นั้น",
+        "เลย",
+        "อยู่",
+        "ฉัน",
+        "ผม",
+        "เรา",
+        "เขา",
+        "คุณ",
+        "หนู",
+        "ด้วย",
+        "แต่",
+        "หรือ",
+        "ถ้า",
+        "เพราะ",
+        "ยัง",
+        "อีก",
+        "ทุก",
+        "ๆ",
+        "การ",
+        "ความ",
+        "โดย",
+        "ซึ่ง",
+        "อย่าง",
+        "เมื่อ",
+        "จาก",
+        "ถึง",
+        "ดิฉัน",
+        "เค้า",
+        "มัน",
+        "ค่า",
+        "ครั้ง",
+        "ตอน",
+        "แค่",
+        "เอง",
+        "ละ",
+        "สิ",
+        "ซะ",
+        "เนี่ย",
+    ]
+)
 _SPACY_STOP_LANGUAGES = ("en", "ar", "fa", "de", "fr", "es", "it", "pt", "nl", "tr", "ru", "id", "hi", "ur")
 _EXTRA_STOP_WORDS = {
     # Feedback filler the stop lists miss, and the masks the normaliser puts in place of URLs and handles.
@@ -302,9 +371,7 @@ class MultilingualTokenizer:
 def _load_stop_words(language: str) -> set[str]:
     words = set(_EXTRA_STOP_WORDS.get(language, set()))
     if language == "th":
-        from pythainlp.corpus import thai_stopwords
-
-        return words | set(thai_stopwords())
+        return words | _THAI_STOP_WORDS
     if language in _SPACY_STOP_LANGUAGES:
         import importlib
 
@@ -366,7 +433,7 @@ class TopicConfig:
     )
     represent: Mapping[str, Any] = field(default_factory=lambda: {"name": "topics.represent.ctfidf.v1"})
     merge_similarity: float = 0.9
-    assign_quantile: float = 0.1
+    assign_deviations: float = 3.0
     max_fit_sentences: int = 30_000
     seed: int = 0
 
@@ -378,7 +445,7 @@ class TopicConfig:
             "cluster": dict(self.cluster),
             "represent": dict(self.represent),
             "merge_similarity": self.merge_similarity,
-            "assign_quantile": self.assign_quantile,
+            "assign_deviations": self.assign_deviations,
             "max_fit_sentences": self.max_fit_sentences,
             "seed": self.seed,
         }
@@ -386,7 +453,7 @@ class TopicConfig:
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> TopicConfig:
         """A config from plain JSON; unknown stage names fail listing the known ones."""
-        known = {"align", "reduce", "cluster", "represent", "merge_similarity", "assign_quantile"}
+        known = {"align", "reduce", "cluster", "represent", "merge_similarity", "assign_deviations"}
         known |= {"max_fit_sentences", "seed"}
         unknown = set(document) - known
         if unknown:
@@ -577,10 +644,18 @@ def fit_topics(
         nearest = similarity.argmax(axis=1)
         nearest_similarity = similarity[np.arange(n), nearest].astype(np.float32)
         member = labels != OUTLIER
-        # An outlier joins its nearest topic when it is as close as the topic's typical members are.
+        # Membership is decided in the full aligned space: a sentence belongs to its nearest topic when it
+        # is about as close as that topic's members usually are (median - k robust deviations). So an
+        # outlier close to a topic joins it, and a point that the reduced space misplaced leaves it.
         own = similarity[np.flatnonzero(member), labels[member]]
-        assign_similarity = float(np.quantile(own, config.assign_quantile)) if own.size else 1.0
-        reducible = ~member & (nearest_similarity >= assign_similarity)
+        if own.size:
+            median = float(np.median(own))
+            spread = 1.4826 * float(np.median(np.abs(own - median)))
+            assign_similarity = median - config.assign_deviations * spread
+        misplaced = member & (similarity[np.arange(n), np.maximum(labels, 0)] < assign_similarity)
+        labels[misplaced] = OUTLIER
+        outliers_in_fit = int((labels[fit_rows] == OUTLIER).sum())
+        reducible = (labels == OUTLIER) & (nearest_similarity >= assign_similarity)
         labels[reducible] = nearest[reducible]
         similarities = np.where(
             labels == OUTLIER, nearest_similarity, similarity[np.arange(n), np.maximum(labels, 0)]

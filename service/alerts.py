@@ -309,7 +309,16 @@ def _trending_findings(session: Session, *, params: PainPointTrendingParams, now
                 },
                 links={
                     "pain_point": "/v1/pain-points?"
-                    + _query([("topic", p.topic_id), ("touchpoint", p.touchpoint), *scope_filters]),
+                    + _query(
+                        [
+                            ("topic", p.topic_id),
+                            ("touchpoint", p.touchpoint),
+                            *scope_filters,
+                            ("interval", params.interval),
+                            ("window", params.window),
+                            ("baseline", params.baseline),
+                        ]
+                    ),
                     "triage": f"/v1/pain-points/{p.topic_id}/{p.touchpoint}/triage",
                     "feedback": p.feedback_query
                     or "/v1/feedback?" + _query([("touchpoint", p.touchpoint), *scope_filters]),
