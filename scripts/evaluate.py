@@ -1,9 +1,15 @@
 """Evaluate the shipped heads on every dev split in ../shared/data: macro-F1 per data set and language.
 
-    .venv/bin/python scripts/evaluate.py --encoder onnx:var/models/e5-small-onnx --write-cards
+    .venv/bin/python -m scripts.evaluate --encoder onnx:var/models/e5-small-onnx --write-cards
+    .venv/bin/python -m scripts.evaluate --only topics [--topic-grid | --reuse-topic-grid]
 
-Prints markdown tables, writes models/evaluation.json, and with --write-cards puts the figures into
-each model card between its EVALUATION markers.
+Also evaluates topic quality (``scripts/eval_topics.py``): NMI / ARI of the topics against BANKING77 intents
+and MAMS aspect categories, and how language-neutral topics are on the multilingual demo texts;
+``--topic-grid`` adds the tuning grid on the train splits and evaluates its best configs beside the default
+(``--reuse-topic-grid`` takes the grid from the existing models/evaluation.json instead).
+
+Prints markdown tables, writes models/evaluation.json (a partial run with --only replaces only its own
+sections), and with --write-cards puts the figures into each model card between its EVALUATION markers.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from nlp.encoders import EncodeSentences
 from nlp.heads import Head
 from nlp.registry import registry
 from nlp.touchpoints import Taxonomy, TouchpointClassifier, parse_taxonomy
+from scripts.eval_topics import evaluate_topics, grid_configs, topics_markdown
 from scripts.train_heads import EmbeddingCache, encoder_step, multi_hot
 
 PUBLISHED = {
@@ -279,17 +286,65 @@ def main() -> None:
     parser.add_argument(
         "--shots", type=int, default=8, help="examples per label in the touchpoint taxonomies"
     )
+    parser.add_argument(
+        "--only",
+        choices=["heads", "topics"],
+        help="run only the heads (sentiment, emotion, touchpoints) or only the topic evaluation",
+    )
+    parser.add_argument(
+        "--topic-grid",
+        action="store_true",
+        help="also run the topic tuning grid on the train splits (minutes)",
+    )
+    parser.add_argument(
+        "--reuse-topic-grid",
+        action="store_true",
+        help="take the tuning grid from the existing evaluation.json instead of running it again",
+    )
+    parser.add_argument(
+        "--topic-candidate",
+        action="append",
+        default=[],
+        choices=sorted(grid_configs()),
+        metavar="GRID_ROW",
+        help="also evaluate this grid config (e.g. umap5/mcs8/ms3/eom) on the dev splits; repeatable",
+    )
     args = parser.parse_args()
 
     step = encoder_step(args.encoder)
     encoder = registry.create(step.pop("name"), **step)
     assert isinstance(encoder, EncodeSentences)
     cache = EmbeddingCache(encoder=encoder, folder=args.cache)
+    print(f"encoder: {encoder.name}\nmachine: {machine()}\n")
+    summary: dict[str, Any] = {"encoder": encoder.name, "machine": machine()}
+    if args.only != "topics":
+        summary |= evaluate_heads(cache, args, encoder_name=encoder.name)
+    if args.only != "heads":
+        previous = args.models / "evaluation.json"
+        previous_grid = (
+            json.loads(previous.read_text()).get("topics", {}).get("grid")
+            if args.reuse_topic_grid and previous.exists()
+            else None
+        )
+        candidates = {name: grid_configs()[name] for name in args.topic_candidate}
+        topics = evaluate_topics(
+            cache, grid=args.topic_grid, previous_grid=previous_grid, candidates=candidates
+        )
+        print(f"## Topics (dev; NMI, ARI and shares in %)\n\n{topics_markdown(topics)}\n")
+        summary["topics"] = {"encoder": encoder.name, **topics}
+    path = args.models / "evaluation.json"
+    if args.only and path.exists():
+        summary = {**json.loads(path.read_text()), **summary}
+    path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+
+
+def evaluate_heads(cache: EmbeddingCache, args: argparse.Namespace, *, encoder_name: str) -> dict[str, Any]:
+    """Sentiment, emotion and touchpoint figures (printed; model cards written with --write-cards)."""
     sentiment_head = Head.load(
-        args.models / "sentiment-e5-small" / "head.safetensors", expected_encoder=encoder.name
+        args.models / "sentiment-e5-small" / "head.safetensors", expected_encoder=encoder_name
     )
     emotion_head = Head.load(
-        args.models / "emotion-e5-small" / "head.safetensors", expected_encoder=encoder.name
+        args.models / "emotion-e5-small" / "head.safetensors", expected_encoder=encoder_name
     )
 
     sentiment = evaluate_sentiment(cache, sentiment_head)
@@ -297,7 +352,7 @@ def main() -> None:
     sentiment_table, emotion_table = markdown(sentiment), markdown(emotion)
     xlmt = sentiment["xlmt_umsab_multilingual_sentiment"]["per_language"]
     xlmt_mean = float(np.mean([figures["macro_f1"] for figures in xlmt.values()]))
-    print(f"encoder: {encoder.name}\nmachine: {machine()}\n\n## Sentiment (dev)\n\n{sentiment_table}\n")
+    print(f"## Sentiment (dev)\n\n{sentiment_table}\n")
     print(f"XLM-T eight-language mean macro-F1: {100 * xlmt_mean:.1f} (published XLM-T: 69.4)\n")
     print(f"## Emotion (dev)\n\n{emotion_table}\n")
     touchpoints = evaluate_touchpoints(cache, shots=args.shots)
@@ -306,23 +361,20 @@ def main() -> None:
     )
     mams = touchpoints["en_mams_acsa"]["overall"]
     print(f"MAMS: micro-F1 {100 * mams['micro_f1']:.1f}, top-1 in gold {100 * mams['top1_in_gold']:.1f}\n")
-    summary = {
-        "encoder": encoder.name,
-        "machine": machine(),
+    summary: dict[str, Any] = {
         "sentiment": sentiment,
         "emotion": emotion,
         "touchpoints": touchpoints,
         "xlmt_mean_macro_f1": xlmt_mean,
     }
-    (args.models / "evaluation.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     if args.write_cards:
         write_card(
             args.models / "sentiment-e5-small" / "MODEL_CARD.md",
             sentiment_table + f"\n\nXLM-T eight-language mean macro-F1: **{100 * xlmt_mean:.1f}** "
             "(published XLM-T: 69.4).",
-            encoder=encoder.name,
+            encoder=encoder_name,
         )
-        write_card(args.models / "emotion-e5-small" / "MODEL_CARD.md", emotion_table, encoder=encoder.name)
+        write_card(args.models / "emotion-e5-small" / "MODEL_CARD.md", emotion_table, encoder=encoder_name)
     by_language: dict[str, list[float]] = defaultdict(list)
     for result in sentiment.values():
         for language, figures in result["per_language"].items():
@@ -333,6 +385,7 @@ def main() -> None:
             f"{language} {100 * np.mean(values):.1f}" for language, values in sorted(by_language.items())
         )
     )
+    return summary
 
 
 if __name__ == "__main__":

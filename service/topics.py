@@ -610,7 +610,7 @@ def topic_lineage(session: Session, *, topic_id: int) -> list[tuple[TopicLineage
             .join(TopicModelRun, TopicModelRun.id == TopicLineage.model_id)
             .where(or_(TopicLineage.topic_id == topic_id, TopicLineage.related_topic_id == topic_id))
             .order_by(TopicLineage.model_id, TopicLineage.id)
-        ).tuples()
+        ).all()
     ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -193,7 +193,7 @@ def test_detector_loads_once_per_component(monkeypatch: pytest.MonkeyPatch) -> N
         return real_loader()
 
     monkeypatch.setattr(language_module, "load_detector", counting_loader)
-    private = Registry(builtin_modules=())
+    private = Registry[Any](builtin_modules=())
     private.register("language.fastlangdetect.v1")(language_module.make_language)
     first = private.create("language.fastlangdetect.v1", min_confidence=0.3)
     second = private.create("language.fastlangdetect.v1", min_confidence=0.3)
@@ -313,7 +313,7 @@ def test_unknown_component_lists_known_names() -> None:
 
 
 def test_registry_rejects_bad_names_and_config() -> None:
-    private = Registry()
+    private = Registry[Any]()
     with pytest.raises(ValueError, match="stage"):
         private.register("Not A Name")
     with pytest.raises(ValueError, match="bad config"):

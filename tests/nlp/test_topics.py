@@ -88,7 +88,7 @@ def test_language_centering_puts_one_theme_in_one_topic_across_languages() -> No
 
 
 def test_outliers_are_reduced_and_the_rest_counted() -> None:
-    embeddings, truth, languages = _clusters(3, 30, spread=0.08)
+    embeddings, _truth, languages = _clusters(3, 30, spread=0.08)
     rng = np.random.default_rng(1)
     noise = unit_rows(rng.normal(size=(5, embeddings.shape[1])).astype(np.float32))
     all_embeddings = np.vstack([embeddings, noise])
