@@ -112,6 +112,54 @@ class LanguageCentering:
         return aligner
 
 
+@stages.register("topics.align.language_standardise.v1")
+class LanguageStandardisation(LanguageCentering):
+    """Centre each language and scale every dimension by that language's spread (a per-language z-score).
+
+    Centering removes where a language sits; scaling also removes how much it varies along each
+    dimension, which centering leaves behind (measured in scripts/evaluate.py, cross-language section).
+    """
+
+    def __init__(self, *, prior_strength: float = 5.0, min_sentences: int = 10) -> None:
+        super().__init__(prior_strength=prior_strength)
+        self.min_sentences = min_sentences
+        self.spreads: dict[str, FloatArray] = {}
+        self.overall_spread: FloatArray | None = None
+
+    def fit(self, embeddings: FloatArray, languages: Sequence[str | None]) -> LanguageStandardisation:
+        super().fit(embeddings, languages)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for index, language in enumerate(languages):
+            groups[language or "und"].append(index)
+        centred = embeddings - np.vstack([self.means[language or "und"] for language in languages])
+        self.overall_spread = np.asarray(np.sqrt((centred**2).mean(axis=0)) + 1e-3, dtype=np.float32)
+        for language, rows in groups.items():
+            if len(rows) >= self.min_sentences:
+                spread = np.sqrt((centred[rows] ** 2).mean(axis=0)) + 1e-3
+                self.spreads[language] = np.asarray(spread, dtype=np.float32)
+        return self
+
+    def transform(self, embeddings: FloatArray, languages: Sequence[str | None]) -> FloatArray:
+        if self.overall is None or self.overall_spread is None:
+            raise RuntimeError("LanguageStandardisation.transform before fit")
+        keys = [language or "und" for language in languages]
+        means = np.vstack([self.means.get(key, self.overall) for key in keys])
+        spreads = np.vstack([self.spreads.get(key, self.overall_spread) for key in keys])
+        return unit_rows((embeddings - means) / spreads)
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "spreads": self.spreads, "overall_spread": self.overall_spread}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> LanguageStandardisation:
+        aligner = cls()
+        aligner.means = dict(state["means"])
+        aligner.overall = state["overall"]
+        aligner.spreads = dict(state.get("spreads", {}))
+        aligner.overall_spread = state.get("overall_spread")
+        return aligner
+
+
 @stages.register("topics.align.none.v1")
 class NoAlignment:
     """Leave embeddings as the encoder made them (re-normalised)."""
@@ -427,7 +475,7 @@ class ClassTfidf:
 class TopicConfig:
     """Which stage does each step, and the knobs of the steps between them."""
 
-    align: Mapping[str, Any] = field(default_factory=lambda: {"name": "topics.align.language_centering.v1"})
+    align: Mapping[str, Any] = field(default_factory=lambda: {"name": "topics.align.language_standardise.v1"})
     # Chosen on the BANKING77 and MAMS train splits (scripts/evaluate.py --only topics --topic-grid).
     reduce: Mapping[str, Any] = field(
         default_factory=lambda: {"name": "topics.reduce.umap.v1", "dimensions": 5, "neighbours": 15}
@@ -442,6 +490,8 @@ class TopicConfig:
     )
     represent: Mapping[str, Any] = field(default_factory=lambda: {"name": "topics.represent.ctfidf.v1"})
     merge_similarity: float = 0.9
+    cross_language_similarity: float = 0.25
+    cross_language_overlap: float = 0.2
     assign_deviations: float = 3.0
     max_fit_sentences: int = 20_000
     seed: int = 0
@@ -454,6 +504,8 @@ class TopicConfig:
             "cluster": dict(self.cluster),
             "represent": dict(self.represent),
             "merge_similarity": self.merge_similarity,
+            "cross_language_similarity": self.cross_language_similarity,
+            "cross_language_overlap": self.cross_language_overlap,
             "assign_deviations": self.assign_deviations,
             "max_fit_sentences": self.max_fit_sentences,
             "seed": self.seed,
@@ -463,6 +515,7 @@ class TopicConfig:
     def from_document(cls, document: Mapping[str, Any]) -> TopicConfig:
         """A config from plain JSON; unknown stage names fail listing the known ones."""
         known = {"align", "reduce", "cluster", "represent", "merge_similarity", "assign_deviations"}
+        known |= {"cross_language_similarity", "cross_language_overlap"}
         known |= {"max_fit_sentences", "seed"}
         unknown = set(document) - known
         if unknown:
@@ -507,39 +560,50 @@ class TopicSpace:
     def to_bytes(self) -> bytes:
         """A portable serialisation (numpy .npz, no pickle)."""
         state = self.aligner.state()
-        means = state.get("means", {})
+        arrays: dict[str, Any] = {
+            "centroids": self.centroids,
+            "topic_keys": np.asarray(self.topic_keys, dtype=np.int64),
+            "assign_similarity": np.float32(self.assign_similarity),
+            "aligner": np.asarray(type(self.aligner).__name__),
+        }
+        for name in ("means", "spreads"):
+            table = state.get(name) or {}
+            arrays[f"{name}_languages"] = np.asarray(sorted(table), dtype=str)
+            arrays[name] = (
+                np.vstack([table[k] for k in sorted(table)]) if table else np.zeros((0, 0), np.float32)
+            )
+        for name in ("overall", "overall_spread"):
+            arrays[name] = np.asarray(state[name] if state.get(name) is not None else [], np.float32)
         buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer,
-            centroids=self.centroids,
-            topic_keys=np.asarray(self.topic_keys, dtype=np.int64),
-            assign_similarity=np.float32(self.assign_similarity),
-            languages=np.asarray(sorted(means), dtype=str),
-            language_means=np.vstack([means[k] for k in sorted(means)])
-            if means
-            else np.zeros((0, 0), np.float32),
-            overall=np.asarray(state["overall"] if state.get("overall") is not None else [], np.float32),
-        )
+        np.savez_compressed(buffer, **arrays)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TopicSpace:
         """Read back what ``to_bytes`` wrote."""
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            overall = arrays["overall"]
+
+            def table(name: str) -> dict[str, FloatArray]:
+                return {
+                    str(k): v.astype(np.float32)
+                    for k, v in zip(arrays[f"{name}_languages"], arrays[name], strict=True)
+                }
+
+            kind = str(arrays["aligner"])
             aligner: Aligner
-            if overall.size:
-                aligner = LanguageCentering.from_state(
-                    {
-                        "means": {
-                            str(k): v.astype(np.float32)
-                            for k, v in zip(arrays["languages"], arrays["language_means"], strict=True)
-                        },
-                        "overall": overall.astype(np.float32),
-                    }
-                )
-            else:
+            if kind == "NoAlignment":
                 aligner = NoAlignment()
+            else:
+                state = {
+                    "means": table("means"),
+                    "overall": arrays["overall"].astype(np.float32),
+                    "spreads": table("spreads"),
+                    "overall_spread": arrays["overall_spread"].astype(np.float32)
+                    if arrays["overall_spread"].size
+                    else None,
+                }
+                factory = LanguageStandardisation if kind == "LanguageStandardisation" else LanguageCentering
+                aligner = factory.from_state(state)
             return cls(
                 aligner=aligner,
                 centroids=arrays["centroids"].astype(np.float32),
@@ -630,6 +694,16 @@ def fit_topics(
         else np.zeros((0, aligned.shape[1]), np.float32)
     )
     groups = _merge_groups(unit_rows(centroids), config.merge_similarity) if clusters else []
+    if len(groups) > 1 and config.cross_language_similarity < 1.0:
+        groups = _merge_across_languages(
+            groups,
+            aligned=aligned[fit_rows],
+            labels=fit_labels,
+            clusters=clusters,
+            languages=fit_languages,
+            min_similarity=config.cross_language_similarity,
+            max_overlap=config.cross_language_overlap,
+        )
     cluster_to_group = {clusters[member]: g for g, group in enumerate(groups) for member in group}
 
     report("assign")
@@ -725,6 +799,48 @@ def fit_topics(
         outliers_before_reduction=outliers_in_fit + (n - len(fit_rows)),
         clusters_before_merge=len(clusters),
     )
+
+
+def _merge_across_languages(
+    groups: list[list[int]],
+    *,
+    aligned: FloatArray,
+    labels: IntArray,
+    clusters: list[int],
+    languages: Sequence[str | None],
+    min_similarity: float,
+    max_overlap: float,
+) -> list[list[int]]:
+    """Join groups split by language: mutual nearest neighbours whose languages barely overlap.
+
+    A theme that the aligner did not fully bring together shows up as two clusters that are each other's
+    nearest (cosine ≥ ``min_similarity``) while written in different languages (the shares of their
+    language mixes overlap by at most ``max_overlap``). Repeated until nothing changes.
+    """
+    language_list = [language or "und" for language in languages]
+    for _ in range(len(groups)):
+        members = [np.flatnonzero(np.isin(labels, [clusters[m] for m in group])) for group in groups]
+        centroids = unit_rows(np.vstack([aligned[rows].mean(axis=0) for rows in members]))
+        mixes = []
+        for rows in members:
+            counts = Counter(language_list[i] for i in rows.tolist())
+            mixes.append({language: n / len(rows) for language, n in counts.items()})
+        similarity = centroids @ centroids.T
+        np.fill_diagonal(similarity, -np.inf)
+        nearest = similarity.argmax(axis=1)
+        joined: set[int] = set()
+        merged: list[list[int]] = []
+        for a, b in enumerate(nearest.tolist()):
+            if a >= b or nearest[b] != a or a in joined or b in joined:
+                continue
+            overlap = sum(min(share, mixes[b].get(language, 0.0)) for language, share in mixes[a].items())
+            if similarity[a, b] >= min_similarity and overlap <= max_overlap:
+                merged.append(groups[a] + groups[b])
+                joined |= {a, b}
+        if not merged:
+            return groups
+        groups = sorted(merged + [g for i, g in enumerate(groups) if i not in joined], key=min)
+    return groups
 
 
 def _merge_groups(centroids: FloatArray, threshold: float) -> list[list[int]]:

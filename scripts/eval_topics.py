@@ -235,6 +235,7 @@ def cross_language(cache: EmbeddingCache, configs: Mapping[str, TopicConfig]) ->
     }
     arms = {
         # name: (aligner, the languages the aligner sees)
+        "language_standardise": ("topics.align.language_standardise.v1", languages),
         "language_centering": ("topics.align.language_centering.v1", languages),
         "global_centering": ("topics.align.language_centering.v1", ["und"] * len(rows)),
         "none": ("topics.align.none.v1", languages),

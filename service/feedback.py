@@ -16,8 +16,8 @@ from service.db.models import (
     FeedbackItem,
     FeedbackSentence,
     ItemTouchpoint,
+    PainPointFact,
     SentenceTopic,
-    SentenceTouchpoint,
     Source,
 )
 
@@ -144,20 +144,15 @@ def list_feedback(
         )
     if filters.pain_point is not None:
         topic_id, touchpoint = filters.pain_point
-        negative_in_topic = (SentenceTopic.topic_id == topic_id) & SentenceTopic.negative
-        named = (
-            select(SentenceTopic.item_id)
-            .join(SentenceTouchpoint, SentenceTouchpoint.sentence_id == SentenceTopic.sentence_id)
-            .where(negative_in_topic, SentenceTouchpoint.touchpoint == touchpoint)
-        )
-        by_source = (
-            select(SentenceTopic.item_id)
-            .join(ItemTouchpoint, ItemTouchpoint.item_id == SentenceTopic.item_id)
-            .where(
-                negative_in_topic, ItemTouchpoint.touchpoint == touchpoint, ItemTouchpoint.origin == "source"
+        query = query.where(
+            FeedbackItem.id.in_(
+                select(PainPointFact.item_id).where(
+                    PainPointFact.topic_id == topic_id,
+                    PainPointFact.touchpoint == touchpoint,
+                    PainPointFact.negative,
+                )
             )
         )
-        query = query.where(or_(FeedbackItem.id.in_(named), FeedbackItem.id.in_(by_source)))
     if filters.scored is not None:
         query = query.where(
             FeedbackItem.scored_at.is_not(None) if filters.scored else FeedbackItem.scored_at.is_(None)

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, Unpack
 from urllib.parse import urlencode
 
 from sqlalchemy import Integer, Select, and_, case, cast, func, literal, select, tuple_
@@ -23,10 +23,8 @@ from service.db.models import (
     FeedbackEmotion,
     FeedbackItem,
     FeedbackSentence,
-    ItemTouchpoint,
+    PainPointFact,
     PainPointState,
-    SentenceTopic,
-    SentenceTouchpoint,
     Source,
     Topic,
 )
@@ -36,6 +34,7 @@ from service.trending import assess_trend
 Interval = Literal["hour", "day", "week"]
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 Key = tuple[int, str]
+SelectT = TypeVar("SelectT", bound="Select[Unpack[tuple[Any, ...]]]")
 
 
 @dataclass(frozen=True)
@@ -100,40 +99,31 @@ class PainPointReport:
     pain_points: list[PainPoint]
 
 
-def _facts(kind: str, columns: Sequence[Any], scope: Scope) -> Select[Any]:
-    """Sentence topics joined with their touchpoints (named in the text, or the source's default)."""
-    if kind == "text":
-        query = select(*columns, SentenceTouchpoint.touchpoint.label("touchpoint")).join(
-            SentenceTouchpoint, SentenceTouchpoint.sentence_id == SentenceTopic.sentence_id
+def _in_scope(query: SelectT, scope: Scope, *, since: datetime, until: datetime) -> SelectT:
+    """Facts created in [since, until) from the scope's locations, sources and languages."""
+    query = query.where(PainPointFact.created_at >= since, PainPointFact.created_at < until)
+    if scope.locations:
+        query = query.where(PainPointFact.location.in_(scope.locations))
+    if scope.sources:
+        query = query.where(
+            PainPointFact.source_id.in_(select(Source.id).where(Source.name.in_(scope.sources)))
         )
-    else:
-        query = select(*columns, ItemTouchpoint.touchpoint.label("touchpoint")).join(
-            ItemTouchpoint,
-            and_(ItemTouchpoint.item_id == SentenceTopic.item_id, ItemTouchpoint.origin == "source"),
-        )
-    if scope.locations or scope.sources or scope.languages:
-        query = query.join(FeedbackItem, FeedbackItem.id == SentenceTopic.item_id).where(
-            *Scope(locations=scope.locations, sources=scope.sources, languages=scope.languages).conditions()
-        )
-    if scope.since is not None:
-        query = query.where(SentenceTopic.created_at >= scope.since)
-    if scope.until is not None:
-        query = query.where(SentenceTopic.created_at < scope.until)
+    if scope.languages:
+        query = query.where(PainPointFact.language.in_(scope.languages))
     return query
 
 
 def _trailing_bucket(anchor: datetime, step: timedelta, dialect: str) -> Any:
-    """Which bucket before ``anchor`` a sentence falls in: 0 for the latest, 1 for the one before..."""
+    """Which bucket before ``anchor`` a fact falls in: 0 for the latest, 1 for the one before..."""
     seconds = step.total_seconds()
-    age: Any
     if dialect == "postgresql":
-        age = func.extract("epoch", literal(anchor) - SentenceTopic.created_at)
-    else:
-        age = (
-            func.julianday(anchor.astimezone(UTC).replace(tzinfo=None))
-            - func.julianday(SentenceTopic.created_at)
-        ) * 86400.0
-    return cast(age / seconds, Integer)
+        # numeric-to-integer casts round on PostgreSQL: floor first, or the buckets shift by half
+        return cast(
+            func.floor(func.extract("epoch", literal(anchor) - PainPointFact.created_at) / seconds), Integer
+        )
+    naive_anchor = anchor.astimezone(UTC).replace(tzinfo=None)
+    age = (func.julianday(naive_anchor) - func.julianday(PainPointFact.created_at)) * 86400.0
+    return cast(age / seconds, Integer)  # SQLite truncates, and ages are never negative here
 
 
 def pain_point_report(
@@ -154,71 +144,53 @@ def pain_point_report(
     step = STEP[interval]
     trend_start = until - step * (baseline + window)
     since = scope.since or trend_start
-    period = Scope(
-        since=since, until=until, locations=scope.locations, sources=scope.sources, languages=scope.languages
-    )
-    wanted_touchpoints = set(touchpoints)
-    wanted_topics = set(topic_ids)
-
-    totals: dict[Key, list[Any]] = {}
-    for kind in ("text", "source"):
-        rows = session.execute(
-            _facts(
-                kind,
-                [
-                    SentenceTopic.topic_id,
-                    func.count().label("sentences"),
-                    func.sum(case((SentenceTopic.negative, 1), else_=0)).label("negative"),
-                    func.sum(SentenceTopic.sentiment_score).label("score_sum"),
-                    func.sum(case((SentenceTopic.negative, SentenceTopic.sentiment_score), else_=0.0)).label(
-                        "negative_score_sum"
-                    ),
-                    func.min(case((SentenceTopic.negative, SentenceTopic.created_at))).label("first"),
-                    func.max(case((SentenceTopic.negative, SentenceTopic.created_at))).label("last"),
-                ],
-                period,
-            ).group_by(SentenceTopic.topic_id, "touchpoint")
-        ).all()
-        for row in rows:
-            key = (row.topic_id, row.touchpoint)
-            if (wanted_touchpoints and row.touchpoint not in wanted_touchpoints) or (
-                wanted_topics and row.topic_id not in wanted_topics
-            ):
-                continue
-            entry = totals.setdefault(key, [0, 0, 0.0, 0.0, None, None])
-            entry[0] += row.sentences
-            entry[1] += int(row.negative or 0)
-            entry[2] += float(row.score_sum or 0.0)
-            entry[3] += float(row.negative_score_sum or 0.0)
-            entry[4] = _earliest(entry[4], row.first)
-            entry[5] = _latest(entry[5], row.last)
-    candidates = {key: entry for key, entry in totals.items() if entry[1] > 0}
-
     dialect = session.get_bind().dialect.name
     bucket = _trailing_bucket(until, step, dialect).label("bucket")
-    counts: dict[Key, Counter[int]] = defaultdict(Counter)
-    trend_scope = Scope(
-        since=trend_start,
-        until=until,
-        locations=scope.locations,
-        sources=scope.sources,
-        languages=scope.languages,
+    in_period = (PainPointFact.created_at >= since).label("in_period")
+    negative = case((PainPointFact.negative, 1), else_=0)
+    query = select(
+        PainPointFact.topic_id,
+        PainPointFact.touchpoint,
+        bucket,
+        in_period,
+        func.count().label("sentences"),
+        func.sum(negative).label("negative"),
+        func.sum(PainPointFact.sentiment_score).label("score_sum"),
+        func.sum(case((PainPointFact.negative, PainPointFact.sentiment_score), else_=0.0)).label(
+            "negative_score"
+        ),
+        func.min(case((PainPointFact.negative, PainPointFact.created_at))).label("first"),
+        func.max(case((PainPointFact.negative, PainPointFact.created_at))).label("last"),
     )
-    for kind in ("text", "source"):
-        rows = session.execute(
-            _facts(kind, [SentenceTopic.topic_id, bucket, func.count().label("n")], trend_scope)
-            .where(SentenceTopic.negative)
-            .group_by(SentenceTopic.topic_id, "touchpoint", "bucket")
-        ).all()
-        for row in rows:
-            key = (row.topic_id, row.touchpoint)
-            if key in candidates:
-                counts[key][int(row.bucket)] += int(row.n)
+    query = _in_scope(query, scope, since=min(since, trend_start), until=until)
+    if touchpoints:
+        query = query.where(PainPointFact.touchpoint.in_(touchpoints))
+    if topic_ids:
+        query = query.where(PainPointFact.topic_id.in_(topic_ids))
+    rows = session.execute(
+        query.group_by(PainPointFact.topic_id, PainPointFact.touchpoint, "bucket", "in_period")
+    ).all()
+
+    totals: dict[Key, PainPoint] = {}
+    sums: dict[Key, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    counts: dict[Key, Counter[int]] = defaultdict(Counter)
+    for row in rows:
+        key = (row.topic_id, row.touchpoint)
+        if int(row.bucket) < baseline + window:
+            counts[key][int(row.bucket)] += int(row.negative or 0)
+        if not row.in_period:
+            continue
+        point = totals.setdefault(key, PainPoint(topic_id=key[0], touchpoint=key[1]))
+        point.sentences += int(row.sentences)
+        point.negative += int(row.negative or 0)
+        sums[key][0] += float(row.score_sum or 0.0)
+        sums[key][1] += float(row.negative_score or 0.0)
+        point.first_seen = _earliest(point.first_seen, row.first)
+        point.last_seen = _latest(point.last_seen, row.last)
+    candidates = {key: point for key, point in totals.items() if point.negative > 0}
     histories = {key: [counts[key].get(window + i, 0) for i in range(baseline)] for key in candidates}
     prior_rate = sum(map(sum, histories.values())) / max(len(histories) * baseline, 1)
-
-    pain_points = []
-    for key, (sentences, negative, score_sum, negative_score_sum, first, last) in candidates.items():
+    for key, point in candidates.items():
         test = assess_trend(
             current=sum(counts[key].get(i, 0) for i in range(window)),
             history=histories[key],
@@ -226,26 +198,13 @@ def pain_point_report(
             window=window,
             comparisons=len(candidates),
         )
-        pain_points.append(
-            PainPoint(
-                topic_id=key[0],
-                touchpoint=key[1],
-                sentences=sentences,
-                negative=negative,
-                average_sentiment=score_sum / sentences if sentences else None,
-                first_seen=_aware(first),
-                last_seen=_aware(last),
-                current=test.current,
-                expected=test.expected,
-                growth=test.growth,
-                p_value=test.p_value,
-                trending=test.trending,
-                impact=round(-negative_score_sum, 4),
-            )
-        )
-    pain_points.sort(key=lambda p: (-p.impact, -p.negative, p.topic_id, p.touchpoint))
-    selected = pain_points[:limit]
-    _describe(session, selected, scope=period, quotes=quotes)
+        point.current, point.expected, point.growth = test.current, test.expected, test.growth
+        point.p_value, point.trending = test.p_value, test.trending
+        point.average_sentiment = sums[key][0] / point.sentences if point.sentences else None
+        point.impact = round(-sums[key][1], 4)
+    ranked = sorted(candidates.values(), key=lambda p: (-p.impact, -p.negative, p.topic_id, p.touchpoint))
+    selected = ranked[:limit]
+    _describe(session, selected, scope=scope, since=since, until=until, quotes=quotes)
     return PainPointReport(
         since=since,
         until=until,
@@ -262,7 +221,15 @@ def list_pain_points(session: Session, *, scope: Scope, **options: Any) -> list[
     return pain_point_report(session, scope=scope, **options).pain_points
 
 
-def _describe(session: Session, pain_points: list[PainPoint], *, scope: Scope, quotes: int) -> None:
+def _describe(
+    session: Session,
+    pain_points: list[PainPoint],
+    *,
+    scope: Scope,
+    since: datetime,
+    until: datetime,
+    quotes: int,
+) -> None:
     """Labels, triage, emotions, where it comes from and quotes, for the selected pain points."""
     if not pain_points:
         return
@@ -280,135 +247,124 @@ def _describe(session: Session, pain_points: list[PainPoint], *, scope: Scope, q
         state = states.get(key)
         if state is not None:
             point.status, point.owner = state.status, state.owner
-        filters = [
-            ("topic", str(point.topic_id)),
-            ("touchpoint", point.touchpoint),
-            ("sentiment", "negative"),
-        ]
-        filters += [("since", scope.since.isoformat())] if scope.since else []
-        filters += [("until", scope.until.isoformat())] if scope.until else []
+        filters = [("pain_point", f"{point.topic_id}:{point.touchpoint}")]
+        filters += [("since", since.isoformat()), ("until", until.isoformat())]
         filters += [("location", v) for v in scope.locations] + [("source", v) for v in scope.sources]
         filters += [("language", v) for v in scope.languages]
         point.feedback_query = "/v1/feedback?" + urlencode(filters)
 
     pairs = list(by_key)
-    for kind in ("text", "source"):
-        base = _facts(
-            kind,
-            [
-                SentenceTopic.topic_id,
-                FeedbackItem.location,
-                Source.name.label("source"),
-                FeedbackItem.language,
-                func.count().label("n"),
-            ],
-            Scope(since=scope.since, until=scope.until),
+    # The topic_id IN (...) lets the database seek the (topic, touchpoint, time) index.
+    selected = [
+        PainPointFact.negative,
+        PainPointFact.topic_id.in_(topic_ids),
+        tuple_(PainPointFact.topic_id, PainPointFact.touchpoint).in_(pairs),
+    ]
+    sources = {source_id: name for source_id, name in session.execute(select(Source.id, Source.name))}
+    breakdown = _in_scope(
+        select(
+            PainPointFact.topic_id,
+            PainPointFact.touchpoint,
+            PainPointFact.location,
+            PainPointFact.source_id,
+            PainPointFact.language,
+            func.count().label("n"),
+        ),
+        scope,
+        since=since,
+        until=until,
+    ).where(*selected)
+    for row in session.execute(
+        breakdown.group_by(
+            PainPointFact.topic_id,
+            PainPointFact.touchpoint,
+            PainPointFact.location,
+            PainPointFact.source_id,
+            PainPointFact.language,
         )
-        rows = session.execute(
-            base.join(FeedbackItem, FeedbackItem.id == SentenceTopic.item_id)
-            .join(Source, Source.id == FeedbackItem.source_id)
-            .where(
-                SentenceTopic.negative,
-                tuple_(SentenceTopic.topic_id, base.selected_columns.touchpoint).in_(pairs),
-                *Scope(
-                    locations=scope.locations, sources=scope.sources, languages=scope.languages
-                ).conditions(),
-            )
-            .group_by(
-                SentenceTopic.topic_id,
-                "touchpoint",
-                FeedbackItem.location,
-                Source.name,
-                FeedbackItem.language,
-            )
-        ).all()
-        for row in rows:
-            point = by_key[(row.topic_id, row.touchpoint)]
-            if row.location:
-                point.locations[row.location] = point.locations.get(row.location, 0) + row.n
-            point.sources[row.source] = point.sources.get(row.source, 0) + row.n
-            language = row.language or "und"
-            point.languages[language] = point.languages.get(language, 0) + row.n
+    ):
+        point = by_key[(row.topic_id, row.touchpoint)]
+        if row.location:
+            point.locations[row.location] = point.locations.get(row.location, 0) + row.n
+        source = sources.get(row.source_id, str(row.source_id))
+        point.sources[source] = point.sources.get(source, 0) + row.n
+        language = row.language or "und"
+        point.languages[language] = point.languages.get(language, 0) + row.n
 
-        emotion_base = _facts(
-            kind,
-            [
-                SentenceTopic.topic_id,
-                FeedbackEmotion.label.label("emotion"),
-                func.count(func.distinct(SentenceTopic.item_id)).label("n"),
-            ],
-            scope,
-        )
-        rows = session.execute(
-            emotion_base.join(
-                FeedbackEmotion,
-                and_(FeedbackEmotion.item_id == SentenceTopic.item_id, FeedbackEmotion.scheme == "cx"),
-            )
-            .where(
-                SentenceTopic.negative,
-                tuple_(SentenceTopic.topic_id, emotion_base.selected_columns.touchpoint).in_(pairs),
-            )
-            .group_by(SentenceTopic.topic_id, "touchpoint", FeedbackEmotion.label)
-        ).all()
-        for row in rows:
-            point = by_key[(row.topic_id, row.touchpoint)]
-            point.emotions[row.emotion] = point.emotions.get(row.emotion, 0) + row.n
+    emotions = _in_scope(
+        select(
+            PainPointFact.topic_id,
+            PainPointFact.touchpoint,
+            FeedbackEmotion.label.label("emotion"),
+            func.count(func.distinct(PainPointFact.item_id)).label("n"),
+        ).join(
+            FeedbackEmotion,
+            and_(FeedbackEmotion.item_id == PainPointFact.item_id, FeedbackEmotion.scheme == "cx"),
+        ),
+        scope,
+        since=since,
+        until=until,
+    ).where(*selected)
+    for emotion_row in session.execute(
+        emotions.group_by(PainPointFact.topic_id, PainPointFact.touchpoint, FeedbackEmotion.label)
+    ):
+        by_key[(emotion_row.topic_id, emotion_row.touchpoint)].emotions[emotion_row.emotion] = emotion_row.n
 
-        if quotes:
-            quote_base = _facts(
-                kind, [SentenceTopic.topic_id, SentenceTopic.sentence_id, SentenceTopic.similarity], scope
-            )
-            ranked = (
-                quote_base.add_columns(
+    if quotes:
+        ranked = (
+            _in_scope(
+                select(
+                    PainPointFact.topic_id,
+                    PainPointFact.touchpoint,
+                    PainPointFact.sentence_id,
+                    PainPointFact.similarity,
                     func.row_number()
                     .over(
-                        partition_by=(SentenceTopic.topic_id, quote_base.selected_columns.touchpoint),
-                        order_by=(SentenceTopic.similarity.desc(), SentenceTopic.sentence_id.desc()),
+                        partition_by=(PainPointFact.topic_id, PainPointFact.touchpoint),
+                        order_by=(PainPointFact.similarity.desc(), PainPointFact.sentence_id.desc()),
                     )
-                    .label("rank")
-                )
-                .where(
-                    SentenceTopic.negative,
-                    tuple_(SentenceTopic.topic_id, quote_base.selected_columns.touchpoint).in_(pairs),
-                )
-                .subquery()
+                    .label("rank"),
+                ),
+                scope,
+                since=since,
+                until=until,
             )
-            rows = session.execute(
-                select(
-                    ranked.c.topic_id,
-                    ranked.c.touchpoint,
-                    ranked.c.similarity,
-                    FeedbackSentence.id,
-                    FeedbackSentence.start,
-                    FeedbackSentence.end,
-                    FeedbackItem.id.label("item_id"),
-                    FeedbackItem.text,
-                    FeedbackItem.created_at,
-                    FeedbackItem.location,
-                    FeedbackItem.language,
-                    Source.name.label("source"),
+            .where(*selected)
+            .subquery()
+        )
+        for row in session.execute(
+            select(
+                ranked.c.topic_id,
+                ranked.c.touchpoint,
+                ranked.c.similarity,
+                FeedbackSentence.id,
+                FeedbackSentence.start,
+                FeedbackSentence.end,
+                FeedbackItem.id.label("item_id"),
+                FeedbackItem.text,
+                FeedbackItem.created_at,
+                FeedbackItem.location,
+                FeedbackItem.language,
+                Source.name.label("source"),
+            )
+            .join(FeedbackSentence, FeedbackSentence.id == ranked.c.sentence_id)
+            .join(FeedbackItem, FeedbackItem.id == FeedbackSentence.item_id)
+            .join(Source, Source.id == FeedbackItem.source_id)
+            .where(ranked.c.rank <= quotes)
+            .order_by(ranked.c.topic_id, ranked.c.touchpoint, ranked.c.rank)
+        ):
+            by_key[(row.topic_id, row.touchpoint)].quotes.append(
+                Quote(
+                    item_id=row.item_id,
+                    sentence_id=row.id,
+                    text=row.text[row.start : row.end],
+                    similarity=round(float(row.similarity), 4),
+                    created_at=row.created_at,
+                    location=row.location,
+                    source=row.source,
+                    language=row.language,
                 )
-                .join(FeedbackSentence, FeedbackSentence.id == ranked.c.sentence_id)
-                .join(FeedbackItem, FeedbackItem.id == FeedbackSentence.item_id)
-                .join(Source, Source.id == FeedbackItem.source_id)
-                .where(ranked.c.rank <= quotes)
-                .order_by(ranked.c.topic_id, ranked.c.touchpoint, ranked.c.rank)
-            ).all()
-            for row in rows:
-                point = by_key[(row.topic_id, row.touchpoint)]
-                if len(point.quotes) < quotes:
-                    point.quotes.append(
-                        Quote(
-                            item_id=row.item_id,
-                            sentence_id=row.id,
-                            text=row.text[row.start : row.end],
-                            similarity=round(float(row.similarity), 4),
-                            created_at=row.created_at,
-                            location=row.location,
-                            source=row.source,
-                            language=row.language,
-                        )
-                    )
+            )
     for point in pain_points:
         point.emotions = dict(sorted(point.emotions.items(), key=lambda kv: (-kv[1], kv[0])))
         point.locations = dict(sorted(point.locations.items(), key=lambda kv: (-kv[1], kv[0])))

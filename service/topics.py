@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, case, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nlp.topics import (
@@ -29,6 +29,8 @@ from nlp.topics import (
 from service.db.models import (
     FeedbackItem,
     FeedbackSentence,
+    ItemTouchpoint,
+    PainPointFact,
     SentenceTopic,
     SentenceTouchpoint,
     Topic,
@@ -60,6 +62,9 @@ class SentenceTable:
     negative: list[bool] = field(default_factory=list)
     sentiment: list[float] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
+    locations: list[str | None] = field(default_factory=list)
+    source_ids: list[int] = field(default_factory=list)
+    touchpoints: list[list[tuple[str, str]]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,6 +72,69 @@ class SentenceTable:
     def embeddings(self) -> np.ndarray:
         """The sentence embeddings as one float32 matrix."""
         return np.vstack(self.vectors).astype(np.float32) if self.vectors else np.zeros((0, 0), np.float32)
+
+
+def touchpoints_for(
+    session: Session, *, sentences: Sequence[tuple[int, int]]
+) -> dict[int, list[tuple[str, str]]]:
+    """Each sentence's touchpoints with their origin: named in it, else its item's source default."""
+    result: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    sentence_ids = [sentence_id for sentence_id, _ in sentences]
+    for start in range(0, len(sentence_ids), WRITE_CHUNK):
+        for sentence_id, touchpoint in session.execute(
+            select(SentenceTouchpoint.sentence_id, SentenceTouchpoint.touchpoint).where(
+                SentenceTouchpoint.sentence_id.in_(sentence_ids[start : start + WRITE_CHUNK])
+            )
+        ):
+            result[sentence_id].append((touchpoint, "text"))
+    item_ids = sorted({item_id for _, item_id in sentences})
+    defaults: dict[int, list[str]] = defaultdict(list)
+    for start in range(0, len(item_ids), WRITE_CHUNK):
+        for item_id, touchpoint in session.execute(
+            select(ItemTouchpoint.item_id, ItemTouchpoint.touchpoint).where(
+                ItemTouchpoint.item_id.in_(item_ids[start : start + WRITE_CHUNK]),
+                ItemTouchpoint.origin == "source",
+            )
+        ):
+            defaults[item_id].append(touchpoint)
+    for sentence_id, item_id in sentences:
+        if sentence_id not in result and item_id in defaults:
+            result[sentence_id] = [(touchpoint, "source") for touchpoint in defaults[item_id]]
+    return result
+
+
+def fact_rows(
+    *,
+    sentence_id: int,
+    item_id: int,
+    topic_id: int,
+    touchpoints: Sequence[tuple[str, str]],
+    created_at: datetime,
+    negative: bool,
+    sentiment_score: float,
+    similarity: float,
+    location: str | None,
+    source_id: int,
+    language: str | None,
+) -> list[dict[str, Any]]:
+    """The pain-point facts of one topic sentence: one row per touchpoint."""
+    return [
+        {
+            "sentence_id": sentence_id,
+            "touchpoint": touchpoint,
+            "origin": origin,
+            "item_id": item_id,
+            "topic_id": topic_id,
+            "created_at": created_at,
+            "negative": negative,
+            "sentiment_score": sentiment_score,
+            "similarity": similarity,
+            "location": location,
+            "source_id": source_id,
+            "language": language,
+        }
+        for touchpoint, origin in touchpoints
+    ]
 
 
 def load_sentences(
@@ -91,12 +159,16 @@ def load_sentences(
                     FeedbackItem.text,
                     FeedbackItem.language,
                     FeedbackItem.created_at,
+                    FeedbackItem.location,
+                    FeedbackItem.source_id,
                 )
                 .join(FeedbackItem, FeedbackItem.id == FeedbackSentence.item_id)
                 .where(FeedbackSentence.id > last_id)
                 .order_by(FeedbackSentence.id)
                 .limit(chunk)
             ).all()
+            if rows:
+                found = touchpoints_for(session, sentences=[(r.id, r.item_id) for r in rows])
         if not rows:
             break
         last_id = rows[-1].id
@@ -109,6 +181,9 @@ def load_sentences(
             table.negative.append(row.sentiment_label in NEGATIVE_LABELS)
             table.sentiment.append(row.sentiment_score)
             table.vectors.append(from_float16_bytes(row.embedding))
+            table.locations.append(row.location)
+            table.source_ids.append(row.source_id)
+            table.touchpoints.append(found.get(row.id, []))
         if on_progress is not None:
             on_progress("load", len(table), total)
     return table
@@ -301,7 +376,26 @@ def _write_refit(
                     detail={},
                 )
             )
+        session.execute(delete(PainPointFact))
         session.execute(delete(SentenceTopic))
+        labelled = np.flatnonzero(fit.labels != OUTLIER).tolist()
+        facts = [
+            fact
+            for i in labelled
+            for fact in fact_rows(
+                sentence_id=table.ids[i],
+                item_id=table.item_ids[i],
+                topic_id=ids[int(fit.labels[i])],
+                touchpoints=table.touchpoints[i],
+                created_at=table.created_at[i],
+                negative=table.negative[i],
+                sentiment_score=table.sentiment[i],
+                similarity=float(fit.similarities[i]),
+                location=table.locations[i],
+                source_id=table.source_ids[i],
+                language=table.languages[i],
+            )
+        ]
         rows = [
             {
                 "sentence_id": table.ids[i],
@@ -314,11 +408,16 @@ def _write_refit(
                 "negative": table.negative[i],
                 "sentiment_score": table.sentiment[i],
             }
-            for i in np.flatnonzero(fit.labels != OUTLIER).tolist()
+            for i in labelled
         ]
         for start in range(0, len(rows), WRITE_CHUNK):
             session.execute(insert(SentenceTopic), rows[start : start + WRITE_CHUNK])
-            on_progress("write", start + len(rows[start : start + WRITE_CHUNK]), len(rows))
+            on_progress("write", start + len(rows[start : start + WRITE_CHUNK]), len(rows) + len(facts))
+        for start in range(0, len(facts), WRITE_CHUNK):
+            session.execute(insert(PainPointFact), facts[start : start + WRITE_CHUNK])
+            on_progress(
+                "write", len(rows) + start + len(facts[start : start + WRITE_CHUNK]), len(rows) + len(facts)
+            )
         item_ids = sorted(set(table.item_ids))
         for start in range(0, len(item_ids), WRITE_CHUNK):
             session.execute(
@@ -420,7 +519,13 @@ def assign_pending(
                 return run
             model_id, space = found
             items = session.execute(
-                select(FeedbackItem.id, FeedbackItem.language, FeedbackItem.created_at)
+                select(
+                    FeedbackItem.id,
+                    FeedbackItem.language,
+                    FeedbackItem.created_at,
+                    FeedbackItem.location,
+                    FeedbackItem.source_id,
+                )
                 .where(_needs_topics(model_id), FeedbackItem.id > last_id)
                 .order_by(FeedbackItem.id)
                 .limit(batch_size)
@@ -437,8 +542,10 @@ def assign_pending(
                     FeedbackSentence.sentiment_score,
                 ).where(FeedbackSentence.item_id.in_([item.id for item in items]))
             ).all()
+            sentence_touchpoints = touchpoints_for(session, sentences=[(s.id, s.item_id) for s in sentences])
         by_item = {item.id: item for item in items}
         rows: list[dict[str, Any]] = []
+        facts: list[dict[str, Any]] = []
         if sentences:
             labels, similarities = space.assign(
                 np.vstack([from_float16_bytes(s.embedding) for s in sentences]),
@@ -461,6 +568,23 @@ def assign_pending(
                 )
                 if label != OUTLIER
             ]
+            facts = [
+                fact
+                for row in rows
+                for fact in fact_rows(
+                    sentence_id=row["sentence_id"],
+                    item_id=row["item_id"],
+                    topic_id=row["topic_id"],
+                    touchpoints=sentence_touchpoints.get(row["sentence_id"], []),
+                    created_at=row["created_at"],
+                    negative=row["negative"],
+                    sentiment_score=row["sentiment_score"],
+                    similarity=row["similarity"],
+                    location=by_item[row["item_id"]].location,
+                    source_id=by_item[row["item_id"]].source_id,
+                    language=by_item[row["item_id"]].language,
+                )
+            ]
         with session_factory() as session, session.begin():
             claimed = list(
                 session.scalars(
@@ -473,10 +597,14 @@ def assign_pending(
             )
             if claimed:
                 kept = set(claimed)
+                session.execute(delete(PainPointFact).where(PainPointFact.item_id.in_(claimed)))
                 session.execute(delete(SentenceTopic).where(SentenceTopic.item_id.in_(claimed)))
                 mine = [row for row in rows if row["item_id"] in kept]
                 if mine:
                     session.execute(insert(SentenceTopic), mine)
+                mine_facts = [fact for fact in facts if fact["item_id"] in kept]
+                if mine_facts:
+                    session.execute(insert(PainPointFact), mine_facts)
                 run.assigned += len(mine)
         run.items += len(claimed)
         run.sentences += len(sentences)
@@ -564,19 +692,19 @@ class TopicStats:
 
     sentences: int = 0
     negative: int = 0
-    items: int = 0
+    items: int | None = None
     average_sentiment: float | None = None
 
 
 def topic_stats(
-    session: Session, *, scope: Scope, topic_ids: Sequence[int] | None = None
+    session: Session, *, scope: Scope, topic_ids: Sequence[int] | None = None, items: bool = False
 ) -> dict[int, TopicStats]:
-    """Per-topic volume and sentiment of the sentences in scope (by the customer's own time)."""
+    """Per-topic volume and sentiment of the sentences in scope; with ``items``, distinct items too."""
     query = select(
         SentenceTopic.topic_id,
         func.count(),
         func.sum(case((SentenceTopic.negative, 1), else_=0)),
-        func.count(func.distinct(SentenceTopic.item_id)),
+        func.count(func.distinct(SentenceTopic.item_id)) if items else literal(0),
         func.avg(SentenceTopic.sentiment_score),
     )
     if scope.locations or scope.sources or scope.languages:
@@ -594,7 +722,7 @@ def topic_stats(
         row[0]: TopicStats(
             sentences=int(row[1]),
             negative=int(row[2] or 0),
-            items=int(row[3]),
+            items=int(row[3]) if items else None,
             average_sentiment=float(row[4]) if row[4] is not None else None,
         )
         for row in rows

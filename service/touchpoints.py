@@ -138,7 +138,8 @@ def label_pending(
                 session.scalars(
                     update(FeedbackItem)
                     .where(FeedbackItem.id.in_([item.id for item in items]), _needs_labelling(labeler.key))
-                    .values(touchpoint_taxonomy=labeler.key)
+                    # Its pain-point facts carry touchpoints: re-assigning the topic rewrites them.
+                    .values(touchpoint_taxonomy=labeler.key, topic_model_id=None)
                     .returning(FeedbackItem.id)
                     .execution_options(synchronize_session=False)
                 )

@@ -6,9 +6,11 @@ after the baseline). Its expected count is its own baseline rate shrunk towards 
 typical group's rate), as the posterior mean of a gamma-Poisson model with the prior worth
 ``prior_strength`` buckets, times the window:
 
-    expected = window * (sum(history) + prior_strength * prior_rate) / (len(history) + prior_strength)
+    expected = window * max(own, (sum(history) + prior_strength * prior_rate) / (len(history) + prior_strength))
 
-so a store with three reviews and no history is expected to look like the average store, not like zero.
+with ``own = sum(history) / len(history)``: a store with three reviews and no history is expected to look
+like the average store, not like zero, while a large series is never pulled below its own rate (which
+would make a flat, busy series look as if it grew).
 The test is one-sided: p = P(X >= current) for X ~ Poisson(expected). A series is trending when p is below
 ``alpha`` divided by the number of series tested (Bonferroni), the count reaches ``min_count`` and it grew
 by at least ``min_growth`` over the expected count.
@@ -45,8 +47,9 @@ def poisson_upper_tail(observed: int, rate: float) -> float:
 
 
 def shrunk_expectation(history: Sequence[int], *, prior_rate: float, prior_strength: float) -> float:
-    """The expected count per bucket: the series' own rate, shrunk towards the typical rate."""
-    return (sum(history) + prior_strength * prior_rate) / (len(history) + prior_strength)
+    """The expected count per bucket: the series' own rate, shrunk up towards the typical rate, never down."""
+    own = sum(history) / len(history) if history else 0.0
+    return max(own, (sum(history) + prior_strength * prior_rate) / (len(history) + prior_strength))
 
 
 def assess_trend(

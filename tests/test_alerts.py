@@ -37,6 +37,7 @@ from service.db.models import (
     FeedbackItem,
     FeedbackSentence,
     ItemTouchpoint,
+    PainPointFact,
     Role,
     SentenceTopic,
     SentenceTouchpoint,
@@ -44,6 +45,7 @@ from service.db.models import (
     utcnow,
 )
 from service.ingest.service import ingest_batch
+from service.topics import fact_rows
 from tests.test_triage import make_topic
 
 Auth = Callable[[Role], dict[str, str]]
@@ -651,6 +653,23 @@ def _trending_fixture(session: Session, *, now: datetime) -> int:
                         "sentiment_score": -0.8,
                     }
                 ],
+            )
+            item = session.get_one(FeedbackItem, item_id)
+            session.execute(
+                insert(PainPointFact),
+                fact_rows(
+                    sentence_id=sentence_id,
+                    item_id=item_id,
+                    topic_id=topic_id,
+                    touchpoints=[("delivery_shipping", "text")],
+                    created_at=created,
+                    negative=True,
+                    sentiment_score=-0.8,
+                    similarity=0.9,
+                    location=item.location,
+                    source_id=item.source_id,
+                    language=item.language,
+                ),
             )
     session.commit()
     return topic_id

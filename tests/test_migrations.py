@@ -33,6 +33,7 @@ TABLES = {
     "topics",
     "topic_lineage",
     "sentence_topics",
+    "pain_point_facts",
     "pain_points",
     "pain_point_events",
     "alert_rules",

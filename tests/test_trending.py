@@ -54,3 +54,12 @@ def test_binomial_tail_and_the_outlier_store() -> None:
     assert not assess_outlier(
         negative=3, total=10, others_negative=11, others_total=30, comparisons=4
     ).outlier
+
+
+def test_a_busy_flat_series_is_not_pulled_below_its_own_rate() -> None:
+    """Shrinkage lifts small series towards the typical rate; it never makes a large flat series look grown."""
+    flat = assess_trend(current=531, history=[466] * 6, prior_rate=20.0, comparisons=100)
+    assert flat.expected == pytest.approx(466.0)
+    assert not flat.trending
+    quiet = assess_trend(current=3, history=[0] * 6, prior_rate=4.0, comparisons=1)
+    assert quiet.expected == pytest.approx(2 * 4.0 / 8)

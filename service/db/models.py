@@ -365,8 +365,46 @@ class SentenceTopic(Base):
 
     __table_args__ = (
         Index("ix_sentence_topics_topic_created", "topic_id", "created_at"),
-        Index("ix_sentence_topics_created_topic", "created_at", "topic_id"),
+        Index("ix_sentence_topics_topic_sentiment", "topic_id", "negative", "sentiment_score"),
         Index("ix_sentence_topics_item", "item_id"),
+    )
+
+
+class PainPointFact(Base):
+    """A topic sentence at one of its touchpoints, with everything pain-point aggregates filter and sum.
+
+    Written with the sentence's topic (refit or online assignment) and rewritten when the item is
+    relabelled, so that listing pain points is one index range scan with no join.
+    """
+
+    __tablename__ = "pain_point_facts"
+
+    sentence_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("feedback_sentences.id", ondelete="CASCADE"), primary_key=True
+    )
+    touchpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    origin: Mapped[str] = mapped_column(String(10))
+    item_id: Mapped[int] = mapped_column(BigId, ForeignKey("feedback_items.id", ondelete="CASCADE"))
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    negative: Mapped[bool] = mapped_column()
+    sentiment_score: Mapped[float] = mapped_column(Float)
+    similarity: Mapped[float] = mapped_column(Float)
+    location: Mapped[str | None] = mapped_column(String(200))
+    source_id: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (
+        Index(
+            "ix_pain_point_facts_period",
+            "created_at",
+            "topic_id",
+            "touchpoint",
+            "negative",
+            "sentiment_score",
+        ),
+        Index("ix_pain_point_facts_topic", "topic_id", "touchpoint", "created_at"),
+        Index("ix_pain_point_facts_item", "item_id"),
     )
 
 

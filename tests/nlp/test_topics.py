@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -69,22 +71,27 @@ def test_unknown_stage_names_list_the_known_ones() -> None:
         create_stage({"name": "topics.reduce.pca.v1", "dims": 3})
 
 
-def test_language_centering_puts_one_theme_in_one_topic_across_languages() -> None:
+@pytest.mark.parametrize(
+    "aligner", ["topics.align.language_centering.v1", "topics.align.language_standardise.v1"]
+)
+def test_language_alignment_puts_one_theme_in_one_topic_across_languages(aligner: str) -> None:
     embeddings, truth, languages = _clusters(4, 40, languages=("en", "ar", "fa", "th"))
     texts = [f"text {i}" for i in range(len(truth))]
-    plain = fit_topics(
-        embeddings,
-        texts,
-        languages,
-        config=TopicConfig(**{**PCA_CONFIG.__dict__, "align": {"name": "topics.align.none.v1"}}),
+    unaligned = replace(PCA_CONFIG, align={"name": "topics.align.none.v1"}, cross_language_similarity=1.0)
+    plain = fit_topics(embeddings, texts, languages, config=unaligned)
+    rescued = fit_topics(
+        embeddings, texts, languages, config=replace(unaligned, cross_language_similarity=0.25)
     )
-    centred = fit_topics(embeddings, texts, languages, config=PCA_CONFIG)
+    centred = fit_topics(embeddings, texts, languages, config=replace(PCA_CONFIG, align={"name": aligner}))
     assert len(centred.topics) == 4
     assert _purity(centred.labels, truth) > 0.95
     assert all(len(topic.languages) == 4 for topic in centred.topics)
-    # Without centering the language offset dominates: each theme splits into one topic per language.
+    # Without alignment the language offset dominates: each theme splits into one topic per language...
     assert len(plain.topics) > len(centred.topics)
     assert all(len(t.languages) == 1 for t in plain.topics)
+    # ...which the cross-language merge repairs: mutual nearest clusters written in different languages.
+    assert len(rescued.topics) == 4
+    assert _purity(rescued.labels, truth) > 0.95
 
 
 def test_outliers_are_reduced_and_the_rest_counted() -> None:
@@ -100,14 +107,19 @@ def test_outliers_are_reduced_and_the_rest_counted() -> None:
     assert (fit.labels[:-5] != OUTLIER).mean() > 0.95
 
 
-def test_sample_fit_assigns_the_rest_and_the_space_round_trips() -> None:
+@pytest.mark.parametrize(
+    "aligner",
+    ["topics.align.language_centering.v1", "topics.align.language_standardise.v1", "topics.align.none.v1"],
+)
+def test_sample_fit_assigns_the_rest_and_the_space_round_trips(aligner: str) -> None:
     embeddings, truth, languages = _clusters(3, 60, languages=("en", "th"))
     texts = [f"t{i}" for i in range(len(truth))]
-    config = TopicConfig(**{**PCA_CONFIG.__dict__, "max_fit_sentences": 90})
+    config = replace(PCA_CONFIG, max_fit_sentences=90, align={"name": aligner})
     fit = fit_topics(embeddings, texts, languages, config=config)
     assert fit.fitted_on == 90
     assert _purity(fit.labels, truth) > 0.9
     restored = TopicSpace.from_bytes(fit.space.to_bytes())
+    assert type(restored.aligner) is type(fit.space.aligner)
     labels, similarities = restored.assign(embeddings, languages)
     agree = (labels == fit.labels)[fit.labels != OUTLIER].mean()
     assert agree > 0.9

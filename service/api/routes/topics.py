@@ -16,6 +16,7 @@ from service.api.routes.analytics import Languages, Locations, LocationsOut, Sin
 from service.db.models import Topic, TopicModelRun
 from service.painpoints import Interval, pain_point_report
 from service.topics import (
+    TopicStats,
     current_model,
     topic_lineage,
     topic_location_comparison,
@@ -207,7 +208,9 @@ class TopicOut(BaseModel):
     languages: dict[str, int] = Field(description="Sentences per language at the last refit.")
     merged_into: int | None
     sentences: int = Field(description="Sentences in scope.")
-    items: int = Field(description="Feedback items in scope with a sentence about it.")
+    items: int | None = Field(
+        description="Feedback items in scope with a sentence about it (in GET /v1/topics/{id}; null in lists)."
+    )
     negative: int = Field(description="Negative sentences in scope.")
     negative_share: float | None
     average_sentiment: float | None
@@ -257,9 +260,9 @@ def _model_out(model: TopicModelRun) -> ModelOut:
     )
 
 
-def _topic_out(topic: Topic, stats: object, filters: list[tuple[str, str]]) -> TopicOut:
-    sentences = getattr(stats, "sentences", 0)
-    negative = getattr(stats, "negative", 0)
+def _topic_out(topic: Topic, stats: TopicStats | None, filters: list[tuple[str, str]]) -> TopicOut:
+    stats = stats or TopicStats()
+    sentences, negative = stats.sentences, stats.negative
     return TopicOut(
         id=topic.id,
         status=topic.status,
@@ -268,10 +271,10 @@ def _topic_out(topic: Topic, stats: object, filters: list[tuple[str, str]]) -> T
         languages=topic.languages,
         merged_into=topic.merged_into,
         sentences=sentences,
-        items=getattr(stats, "items", 0),
+        items=stats.items,
         negative=negative,
         negative_share=negative / sentences if sentences else None,
-        average_sentiment=getattr(stats, "average_sentiment", None),
+        average_sentiment=stats.average_sentiment,
         created_at=topic.created_at,
         updated_at=topic.updated_at,
         feedback_query="/v1/feedback?" + urlencode([("topic", str(topic.id)), *filters]),
@@ -310,9 +313,10 @@ def get_topics(
     topics = list(session.scalars(query))
     stats = topic_stats(session, scope=scope)
     filters = _filters(since, until, location, source, language)
-    ranked = sorted(topics, key=lambda t: (-getattr(stats.get(t.id), "sentences", 0), -t.sentences, t.id))[
-        :limit
-    ]
+    ranked = sorted(
+        topics, key=lambda t: (-(stats[t.id].sentences if t.id in stats else 0), -t.sentences, t.id)
+    )
+    ranked = ranked[:limit]
     model = current_model(session)
     return TopicsOut(
         model=_model_out(model) if model else None,
@@ -376,7 +380,7 @@ def get_topic(
     if topic is None:
         raise ProblemError(404, f"No topic has id {topic_id}; see GET /v1/topics.")
     scope = _scope(since, until, location, source, language)
-    stats = topic_stats(session, scope=scope, topic_ids=[topic_id]).get(topic_id)
+    stats = topic_stats(session, scope=scope, topic_ids=[topic_id], items=True).get(topic_id)
     base = _topic_out(topic, stats, _filters(since, until, location, source, language))
     report = pain_point_report(session, scope=scope, topic_ids=[topic_id], limit=1, quotes=5, now=until)
     examples = report.pain_points[0].quotes if report.pain_points else []

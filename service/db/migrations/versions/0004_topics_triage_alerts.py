@@ -107,8 +107,36 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("sentence_id", name=op.f("pk_sentence_topics")),
     )
     op.create_index("ix_sentence_topics_topic_created", "sentence_topics", ["topic_id", "created_at"])
-    op.create_index("ix_sentence_topics_created_topic", "sentence_topics", ["created_at", "topic_id"])
+    op.create_index(
+        "ix_sentence_topics_topic_sentiment", "sentence_topics", ["topic_id", "negative", "sentiment_score"]
+    )
     op.create_index("ix_sentence_topics_item", "sentence_topics", ["item_id"])
+    op.create_table(
+        "pain_point_facts",
+        sa.Column("sentence_id", BIG_ID, nullable=False),
+        sa.Column("touchpoint", sa.String(length=64), nullable=False),
+        sa.Column("origin", sa.String(length=10), nullable=False),
+        sa.Column("item_id", BIG_ID, nullable=False),
+        sa.Column("topic_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", TIME, nullable=False),
+        sa.Column("negative", sa.Boolean(), nullable=False),
+        sa.Column("sentiment_score", sa.Float(), nullable=False),
+        sa.Column("similarity", sa.Float(), nullable=False),
+        sa.Column("location", sa.String(length=200), nullable=True),
+        sa.Column("source_id", sa.Integer(), nullable=False),
+        sa.Column("language", sa.String(length=16), nullable=True),
+        _fk("pain_point_facts", "sentence_id", "feedback_sentences", "CASCADE"),
+        _fk("pain_point_facts", "item_id", "feedback_items", "CASCADE"),
+        _fk("pain_point_facts", "topic_id", "topics", "CASCADE"),
+        sa.PrimaryKeyConstraint("sentence_id", "touchpoint", name=op.f("pk_pain_point_facts")),
+    )
+    op.create_index(
+        "ix_pain_point_facts_period",
+        "pain_point_facts",
+        ["created_at", "topic_id", "touchpoint", "negative", "sentiment_score"],
+    )
+    op.create_index("ix_pain_point_facts_topic", "pain_point_facts", ["topic_id", "touchpoint", "created_at"])
+    op.create_index("ix_pain_point_facts_item", "pain_point_facts", ["item_id"])
     op.create_table(
         "pain_points",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -194,8 +222,11 @@ def downgrade() -> None:
         ("ix_alerts_delivery_next", "alerts"),
         ("ix_alerts_fired_at", "alerts"),
         ("ix_pain_point_events_pain_point_at", "pain_point_events"),
+        ("ix_pain_point_facts_item", "pain_point_facts"),
+        ("ix_pain_point_facts_topic", "pain_point_facts"),
+        ("ix_pain_point_facts_period", "pain_point_facts"),
         ("ix_sentence_topics_item", "sentence_topics"),
-        ("ix_sentence_topics_created_topic", "sentence_topics"),
+        ("ix_sentence_topics_topic_sentiment", "sentence_topics"),
         ("ix_sentence_topics_topic_created", "sentence_topics"),
         ("ix_topic_lineage_topic_model", "topic_lineage"),
         ("ix_topics_status", "topics"),
@@ -207,6 +238,7 @@ def downgrade() -> None:
         "alert_rules",
         "pain_point_events",
         "pain_points",
+        "pain_point_facts",
         "sentence_topics",
         "topic_lineage",
         "topics",
