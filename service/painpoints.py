@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar, Unpack
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 from sqlalchemy import Integer, Select, and_, case, cast, func, literal, select, tuple_
@@ -34,7 +34,7 @@ from service.trending import assess_trend
 Interval = Literal["hour", "day", "week"]
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 Key = tuple[int, str]
-SelectT = TypeVar("SelectT", bound="Select[Unpack[tuple[Any, ...]]]")
+SelectT = TypeVar("SelectT", bound="Select[*tuple[Any, ...]]")
 
 
 @dataclass(frozen=True)
