@@ -253,6 +253,20 @@ TABLES: dict[str, tuple[str, ...]] = {
         "negative",
         "sentiment_score",
     ),
+    "pain_point_facts": (
+        "sentence_id",
+        "touchpoint",
+        "origin",
+        "item_id",
+        "topic_id",
+        "created_at",
+        "negative",
+        "sentiment_score",
+        "similarity",
+        "location",
+        "source_id",
+        "language",
+    ),
 }
 
 Rows = dict[str, list[tuple[Any, ...]]]
@@ -433,6 +447,7 @@ class Generator:
             rows["feedback_emotions"].append((item_id, "cx", label, round(rng.uniform(0.35, 0.95), 4)))
 
         named: dict[str, float] = {}
+        topic_sentences: list[tuple[int, int, bool, float, float, Any]] = []
         for position, (start, end, label, score, topic, touchpoints) in enumerate(sentences):
             sentence_id = self.next_sentence
             self.next_sentence += 1
@@ -455,23 +470,49 @@ class Generator:
                 rows["sentence_touchpoints"].append((sentence_id, touchpoint, item_id, tp_score))
                 named[touchpoint] = max(named.get(touchpoint, 0.0), tp_score)
             if topic is not None:
+                similarity = round(rng.uniform(0.35, 0.9), 4)
                 rows["sentence_topics"].append(
                     (
                         sentence_id,
                         item_id,
                         topic,
                         MODEL_ID,
-                        round(rng.uniform(0.35, 0.9), 4),
+                        similarity,
                         "refit",
                         created_text,
                         label == "negative",
                         round(score, 4),
                     )
                 )
+                topic_sentences.append(
+                    (sentence_id, topic, label == "negative", round(score, 4), similarity, touchpoints)
+                )
         if named:
             rows["item_touchpoints"].extend((item_id, t, s, "text") for t, s in named.items())
         elif default_touchpoint is not None:
             rows["item_touchpoints"].append((item_id, default_touchpoint, 0.0, "source"))
+        # The facts the service writes with each topic sentence: its named touchpoints, else the source's.
+        for sentence_id, topic, negative, score, similarity, touchpoints in topic_sentences:
+            found = [(t, "text") for t in touchpoints] or (
+                [(default_touchpoint, "source")] if not named and default_touchpoint is not None else []
+            )
+            rows["pain_point_facts"].extend(
+                (
+                    sentence_id,
+                    t,
+                    origin,
+                    item_id,
+                    topic,
+                    created_text,
+                    negative,
+                    score,
+                    similarity,
+                    location,
+                    source + 1,
+                    language,
+                )
+                for t, origin in found
+            )
 
     def _touchpoint(self) -> str:
         return TOUCHPOINTS[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -34,7 +35,13 @@ logger = logging.getLogger("cxmine.touchpoints")
 def active_taxonomy(session: Session) -> Taxonomy:
     """The taxonomy in force: the newest one an admin set, else the shipped retail taxonomy."""
     latest = session.scalar(select(TaxonomyVersion).order_by(TaxonomyVersion.id.desc()).limit(1))
-    return parse_taxonomy(latest.document) if latest is not None else load_taxonomy()
+    return parse_taxonomy(latest.document) if latest is not None else shipped_taxonomy()
+
+
+@functools.cache
+def shipped_taxonomy() -> Taxonomy:
+    """The retail taxonomy that ships with cxmine, read once per process (YAML parsing takes ~0.1 s)."""
+    return load_taxonomy()
 
 
 def save_taxonomy(session: Session, *, taxonomy: Taxonomy, actor: str) -> TaxonomyVersion:
