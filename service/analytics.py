@@ -19,6 +19,7 @@ from service.db.models import (
     FeedbackSentence,
     ItemTouchpoint,
     RatingScale,
+    SentenceTopic,
     SentenceTouchpoint,
     Source,
 )
@@ -26,7 +27,7 @@ from service.feedback import Scope
 from service.trending import assess_outlier, assess_trend
 
 Interval = Literal["hour", "day", "week"]
-GroupBy = Literal["touchpoint", "location", "source", "language", "sentiment"]
+GroupBy = Literal["touchpoint", "topic", "location", "source", "language", "sentiment"]
 
 
 @dataclass
@@ -151,7 +152,9 @@ def trends(
 ) -> list[dict[str, Any]]:
     """Item counts per time bucket and group, with negative counts and average sentiment."""
     dialect = session.get_bind().dialect.name
-    key = GROUP_COLUMNS[group_by]
+    # an item counts once per topic however many of its sentences are about it
+    item_topics = select(SentenceTopic.item_id, SentenceTopic.topic_id).distinct().subquery()
+    key = item_topics.c.topic_id if group_by == "topic" else GROUP_COLUMNS[group_by]
     start = bucket_start(FeedbackItem.created_at, interval=interval, dialect=dialect).label("bucket")
     query = (
         select(
@@ -168,6 +171,8 @@ def trends(
     )
     if group_by == "touchpoint":
         query = query.join(ItemTouchpoint, ItemTouchpoint.item_id == FeedbackItem.id)
+    if group_by == "topic":
+        query = query.join(item_topics, item_topics.c.item_id == FeedbackItem.id)
     if group_by == "source":
         query = query.join(Source, Source.id == FeedbackItem.source_id)
     rows = session.execute(query.group_by(key, start).order_by(key, start)).all()

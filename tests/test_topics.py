@@ -160,6 +160,19 @@ def test_a_spike_at_one_store_is_a_trending_pain_point_and_steady_themes_are_not
         item["external_id"].startswith("late-0-") and item["location"] == "Riyadh Olaya" for item in listed
     )
 
+    overview = scoring_client.get(
+        "/v1/touchpoints", params={"until": (NOW + timedelta(hours=1)).isoformat()}, headers=auth(Role.ANALYST)
+    ).json()
+    delivery = next(t for t in overview["touchpoints"] if t["touchpoint"] == "delivery_shipping")
+    assert delivery["top_pain_points"][0]["topic_id"] == late
+    assert delivery["top_pain_points"][0]["trending"]
+
+    by_topic = scoring_client.get(
+        "/v1/trends", params={"group_by": "topic", "interval": "week"}, headers=auth(Role.ANALYST)
+    ).json()["series"]
+    late_series = next(series for series in by_topic if series["key"] == str(late))
+    assert late_series["total"] == 7 * 3 + 15, "each item counts once per topic"
+
     stores = scoring_client.get(f"/v1/topics/{top['topic_id']}/locations", headers=auth(Role.ANALYST)).json()
     assert "Riyadh Olaya" in {row["location"] for row in stores["locations"]}
 

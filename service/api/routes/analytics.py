@@ -13,6 +13,7 @@ from service.analytics import GroupBy, Interval, location_comparison, touchpoint
 from service.api.deps import ReaderDep, SessionDep
 from service.api.problems import ProblemError, require_utc_offsets
 from service.feedback import Scope
+from service.painpoints import pain_point_report
 from service.touchpoints import active_taxonomy, taxonomy_key
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
@@ -21,6 +22,15 @@ router = APIRouter(prefix="/v1", tags=["analytics"])
 class RatingMetricOut(BaseModel):
     value: float | None = Field(description="Null when no rating of this scale is in scope.")
     responses: int = Field(description="How many ratings the value rests on.")
+
+
+class TopPainPointOut(BaseModel):
+    topic_id: int
+    label: str
+    negative: int = Field(description="Negative sentences of the topic at this touchpoint.")
+    trending: bool
+    growth: float | None
+    feedback_query: str
 
 
 class TouchpointOut(BaseModel):
@@ -38,6 +48,10 @@ class TouchpointOut(BaseModel):
     stars: RatingMetricOut = Field(description="Mean star rating, 1-5.")
     feedback_query: str = Field(
         description="The GET /v1/feedback call that lists the items behind these figures."
+    )
+    top_pain_points: list[TopPainPointOut] = Field(
+        default_factory=list,
+        description="Its 3 pain points with the most impact in scope (default: the last 7 weeks); see GET /v1/pain-points.",
     )
 
 
@@ -135,6 +149,20 @@ def get_touchpoints(
     scope = _scope(since, until, location, source, language)
     taxonomy = active_taxonomy(session)
     metrics = touchpoint_metrics(session, scope=scope)
+    top: dict[str, list[TopPainPointOut]] = {}
+    for point in pain_point_report(session, scope=scope, limit=200, quotes=0).pain_points:
+        listed = top.setdefault(point.touchpoint, [])
+        if len(listed) < 3:
+            listed.append(
+                TopPainPointOut(
+                    topic_id=point.topic_id,
+                    label=point.label,
+                    negative=point.negative,
+                    trending=point.trending,
+                    growth=point.growth,
+                    feedback_query=point.feedback_query,
+                )
+            )
     filters = [(k, v.isoformat()) for k, v in (("since", since), ("until", until)) if v is not None]
     filters += [("location", v) for v in location or ()] + [("source", v) for v in source or ()]
     filters += [("language", v) for v in language or ()]
@@ -160,6 +188,7 @@ def get_touchpoints(
                     value=m.stars.value if m else None, responses=m.stars.responses if m else 0
                 ),
                 feedback_query="/v1/feedback?" + urlencode([("touchpoint", touchpoint.id), *filters]),
+                top_pain_points=top.get(touchpoint.id, []),
             )
         )
     result.sort(key=lambda t: (-t.negative_sentences, -t.items, t.touchpoint))
@@ -167,7 +196,8 @@ def get_touchpoints(
 
 
 @router.get(
-    "/trends", summary="Feedback volume over time, by touchpoint, location, source, language or sentiment"
+    "/trends",
+    summary="Feedback volume over time, by touchpoint, topic, location, source, language or sentiment",
 )
 def get_trends(
     session: SessionDep,
@@ -201,7 +231,7 @@ def get_trends(
         interval=interval,
         series=[
             SeriesOut(
-                key=s["key"],
+                key=None if s["key"] is None else str(s["key"]),
                 total=s["total"],
                 buckets=[BucketOut(**b) for b in s["buckets"]],
                 trend=TrendOut(**s["trend"]) if "trend" in s else None,
