@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
-from sqlalchemy import Integer, Select, and_, case, cast, func, literal, select, tuple_
+from sqlalchemy import Select, and_, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from service.db.models import (
@@ -113,17 +113,16 @@ def _in_scope(query: SelectT, scope: Scope, *, since: datetime, until: datetime)
     return query
 
 
-def _trailing_bucket(anchor: datetime, step: timedelta, dialect: str) -> Any:
-    """Which bucket before ``anchor`` a fact falls in: 0 for the latest, 1 for the one before..."""
-    seconds = step.total_seconds()
-    if dialect == "postgresql":
-        # numeric-to-integer casts round on PostgreSQL: floor first, or the buckets shift by half
-        return cast(
-            func.floor(func.extract("epoch", literal(anchor) - PainPointFact.created_at) / seconds), Integer
-        )
-    naive_anchor = anchor.astimezone(UTC).replace(tzinfo=None)
-    age = (func.julianday(naive_anchor) - func.julianday(PainPointFact.created_at)) * 86400.0
-    return cast(age / seconds, Integer)  # SQLite truncates, and ages are never negative here
+def _trailing_bucket(anchor: datetime, step: timedelta, buckets: int) -> Any:
+    """Which bucket before ``anchor`` a fact falls in: 0 for the latest, 1 for the one before...
+
+    Comparisons with precomputed boundaries, not date arithmetic per row: portable, and it keeps the
+    scan on the (created_at, ...) index cheap. Older facts fall in bucket ``buckets``.
+    """
+    return case(
+        *((PainPointFact.created_at >= anchor - step * (index + 1), index) for index in range(buckets)),
+        else_=buckets,
+    )
 
 
 def pain_point_report(
@@ -144,8 +143,7 @@ def pain_point_report(
     step = STEP[interval]
     trend_start = until - step * (baseline + window)
     since = scope.since or trend_start
-    dialect = session.get_bind().dialect.name
-    bucket = _trailing_bucket(until, step, dialect).label("bucket")
+    bucket = _trailing_bucket(until, step, baseline + window).label("bucket")
     in_period = (PainPointFact.created_at >= since).label("in_period")
     negative = case((PainPointFact.negative, 1), else_=0)
     query = select(
