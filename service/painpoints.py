@@ -9,7 +9,6 @@ shrunk one-sided Poisson test of ``service.trending`` (Bonferroni over the pain 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -113,18 +112,6 @@ def _in_scope(query: SelectT, scope: Scope, *, since: datetime, until: datetime)
     return query
 
 
-def _trailing_bucket(anchor: datetime, step: timedelta, buckets: int) -> Any:
-    """Which bucket before ``anchor`` a fact falls in: 0 for the latest, 1 for the one before...
-
-    Comparisons with precomputed boundaries, not date arithmetic per row: portable, and it keeps the
-    scan on the (created_at, ...) index cheap. Older facts fall in bucket ``buckets``.
-    """
-    return case(
-        *((PainPointFact.created_at >= anchor - step * (index + 1), index) for index in range(buckets)),
-        else_=buckets,
-    )
-
-
 def pain_point_report(
     session: Session,
     *,
@@ -143,54 +130,53 @@ def pain_point_report(
     step = STEP[interval]
     trend_start = until - step * (baseline + window)
     since = scope.since or trend_start
-    bucket = _trailing_bucket(until, step, baseline + window).label("bucket")
-    in_period = (PainPointFact.created_at >= since).label("in_period")
-    negative = case((PainPointFact.negative, 1), else_=0)
+    buckets = baseline + window
+    created, negative = PainPointFact.created_at, PainPointFact.negative
+    in_period = created >= since
+
+    def total(condition: Any, value: Any = 1) -> Any:
+        return func.sum(case((condition, value), else_=0))
+
+    # One row per (topic, touchpoint): the period's totals and the negatives of each trailing bucket
+    # (0 = the latest), so the database aggregates and Python only reads a few columns per pain point.
+    bounds = [until - step * index for index in range(buckets + 1)]
     query = select(
         PainPointFact.topic_id,
         PainPointFact.touchpoint,
-        bucket,
-        in_period,
-        func.count().label("sentences"),
-        func.sum(negative).label("negative"),
-        func.sum(PainPointFact.sentiment_score).label("score_sum"),
-        func.sum(case((PainPointFact.negative, PainPointFact.sentiment_score), else_=0.0)).label(
-            "negative_score"
+        total(in_period).label("sentences"),
+        total(in_period & negative).label("negative"),
+        total(in_period, PainPointFact.sentiment_score).label("score_sum"),
+        total(in_period & negative, PainPointFact.sentiment_score).label("negative_score"),
+        *(
+            total(negative & (created >= bounds[index + 1]) & (created < bounds[index])).label(f"b{index}")
+            for index in range(buckets)
         ),
-        func.min(case((PainPointFact.negative, PainPointFact.created_at))).label("first"),
-        func.max(case((PainPointFact.negative, PainPointFact.created_at))).label("last"),
     )
     query = _in_scope(query, scope, since=min(since, trend_start), until=until)
     if touchpoints:
         query = query.where(PainPointFact.touchpoint.in_(touchpoints))
     if topic_ids:
         query = query.where(PainPointFact.topic_id.in_(topic_ids))
-    rows = session.execute(
-        query.group_by(PainPointFact.topic_id, PainPointFact.touchpoint, "bucket", "in_period")
-    ).all()
+    rows = session.connection().execute(query.group_by(PainPointFact.topic_id, PainPointFact.touchpoint))
 
     totals: dict[Key, PainPoint] = {}
-    sums: dict[Key, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    counts: dict[Key, Counter[int]] = defaultdict(Counter)
+    sums: dict[Key, tuple[float, float]] = {}
+    counts: dict[Key, list[int]] = {}
     for row in rows:
-        key = (row.topic_id, row.touchpoint)
-        if int(row.bucket) < baseline + window:
-            counts[key][int(row.bucket)] += int(row.negative or 0)
-        if not row.in_period:
+        key = (row[0], row[1])
+        counts[key] = [int(n or 0) for n in row[6:]]
+        if not row[2]:
             continue
-        point = totals.setdefault(key, PainPoint(topic_id=key[0], touchpoint=key[1]))
-        point.sentences += int(row.sentences)
-        point.negative += int(row.negative or 0)
-        sums[key][0] += float(row.score_sum or 0.0)
-        sums[key][1] += float(row.negative_score or 0.0)
-        point.first_seen = _earliest(point.first_seen, row.first)
-        point.last_seen = _latest(point.last_seen, row.last)
+        totals[key] = PainPoint(
+            topic_id=key[0], touchpoint=key[1], sentences=int(row[2]), negative=int(row[3] or 0)
+        )
+        sums[key] = (float(row[4] or 0.0), float(row[5] or 0.0))
     candidates = {key: point for key, point in totals.items() if point.negative > 0}
-    histories = {key: [counts[key].get(window + i, 0) for i in range(baseline)] for key in candidates}
+    histories = {key: counts[key][window:] for key in candidates}
     prior_rate = sum(map(sum, histories.values())) / max(len(histories) * baseline, 1)
     for key, point in candidates.items():
         test = assess_trend(
-            current=sum(counts[key].get(i, 0) for i in range(window)),
+            current=sum(counts[key][:window]),
             history=histories[key],
             prior_rate=prior_rate,
             window=window,
@@ -259,6 +245,20 @@ def _describe(
         tuple_(PainPointFact.topic_id, PainPointFact.touchpoint).in_(pairs),
     ]
     sources = {source_id: name for source_id, name in session.execute(select(Source.id, Source.name))}
+    seen = _in_scope(
+        select(
+            PainPointFact.topic_id,
+            PainPointFact.touchpoint,
+            func.min(PainPointFact.created_at).label("first"),
+            func.max(PainPointFact.created_at).label("last"),
+        ),
+        scope,
+        since=since,
+        until=until,
+    ).where(*selected)
+    for seen_row in session.execute(seen.group_by(PainPointFact.topic_id, PainPointFact.touchpoint)):
+        point = by_key[(seen_row.topic_id, seen_row.touchpoint)]
+        point.first_seen, point.last_seen = _aware(seen_row.first), _aware(seen_row.last)
     breakdown = _in_scope(
         select(
             PainPointFact.topic_id,
@@ -375,13 +375,3 @@ def _aware(value: Any) -> datetime | None:
         return None
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _earliest(a: Any, b: Any) -> Any:
-    values = [v for v in (_aware(a), _aware(b)) if v is not None]
-    return min(values) if values else None
-
-
-def _latest(a: Any, b: Any) -> Any:
-    values = [v for v in (_aware(a), _aware(b)) if v is not None]
-    return max(values) if values else None
