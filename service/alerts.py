@@ -258,7 +258,7 @@ def _trending_findings(session: Session, *, params: PainPointTrendingParams, now
     pain_points = list_pain_points(
         session,
         scope=scope,
-        touchpoints=(params.touchpoint,) if params.touchpoint else (),
+        touchpoints=(params.touchpoint,) if params.touchpoint else None,
         topic_ids=(params.topic_id,) if params.topic_id else (),
         interval=params.interval,
         window=params.window,

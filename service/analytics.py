@@ -7,6 +7,7 @@ through GET /v1/feedback.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -246,6 +247,11 @@ def location_comparison(session: Session, *, touchpoint: str, scope: Scope) -> l
         )
         .group_by(FeedbackItem.location)
     ).all()
+    return compare_locations(rows)
+
+
+def compare_locations(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """Each location's negative share against all the other locations' (rows: location, total, negative)."""
     counts = {location: (int(total), int(negative or 0)) for location, total, negative in rows}
     all_total = sum(total for total, _ in counts.values())
     all_negative = sum(negative for _, negative in counts.values())

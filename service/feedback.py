@@ -36,6 +36,14 @@ class Scope:
     sources: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
 
+    def query_params(self) -> list[tuple[str, str]]:
+        """The GET /v1/feedback query parameters that select the same feedback."""
+        params = [
+            (k, v.isoformat()) for k, v in (("since", self.since), ("until", self.until)) if v is not None
+        ]
+        params += [("location", v) for v in self.locations] + [("source", v) for v in self.sources]
+        return params + [("language", v) for v in self.languages]
+
     def conditions(self) -> list[ColumnElement[bool]]:
         """SQL conditions on FeedbackItem for this scope."""
         conditions: list[ColumnElement[bool]] = []

@@ -9,7 +9,7 @@ shrunk one-sided Poisson test of ``service.trending`` (Bonferroni over the pain 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -116,7 +116,7 @@ def pain_point_report(
     session: Session,
     *,
     scope: Scope,
-    touchpoints: Sequence[str] = (),
+    touchpoints: Collection[str] | None = None,
     topic_ids: Sequence[int] = (),
     interval: Interval = "week",
     window: int = 1,
@@ -153,7 +153,7 @@ def pain_point_report(
         ),
     )
     query = _in_scope(query, scope, since=min(since, trend_start), until=until)
-    if touchpoints:
+    if touchpoints is not None:
         query = query.where(PainPointFact.touchpoint.in_(touchpoints))
     if topic_ids:
         query = query.where(PainPointFact.topic_id.in_(topic_ids))
@@ -231,10 +231,14 @@ def _describe(
         state = states.get(key)
         if state is not None:
             point.status, point.owner = state.status, state.owner
-        filters = [("pain_point", f"{point.topic_id}:{point.touchpoint}")]
-        filters += [("since", since.isoformat()), ("until", until.isoformat())]
-        filters += [("location", v) for v in scope.locations] + [("source", v) for v in scope.sources]
-        filters += [("language", v) for v in scope.languages]
+        period = Scope(
+            since=since,
+            until=until,
+            locations=scope.locations,
+            sources=scope.sources,
+            languages=scope.languages,
+        )
+        filters = [("pain_point", f"{point.topic_id}:{point.touchpoint}"), *period.query_params()]
         point.feedback_query = "/v1/feedback?" + urlencode(filters)
 
     pairs = list(by_key)

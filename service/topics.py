@@ -26,6 +26,7 @@ from nlp.topics import (
     label_from,
     match_topics,
 )
+from service.analytics import Interval, bucket_start, compare_locations
 from service.db.models import (
     FeedbackItem,
     FeedbackSentence,
@@ -760,13 +761,11 @@ def topic_touchpoints(session: Session, *, topic_id: int, scope: Scope) -> dict[
 
 
 def topic_timeline(
-    session: Session, *, topic_id: int, scope: Scope, interval: str
+    session: Session, *, topic_id: int, scope: Scope, interval: Interval
 ) -> list[tuple[datetime, int, int]]:
     """A topic's sentences and negative sentences per time bucket."""
-    from service.analytics import bucket_start
-
     dialect = session.get_bind().dialect.name
-    start = bucket_start(FeedbackItem.created_at, interval=interval, dialect=dialect).label("bucket")  # type: ignore[arg-type]
+    start = bucket_start(FeedbackItem.created_at, interval=interval, dialect=dialect).label("bucket")
     rows = session.execute(
         select(start, func.count(), func.sum(case((SentenceTopic.negative, 1), else_=0)))
         .select_from(SentenceTopic)
@@ -785,8 +784,6 @@ def topic_timeline(
 
 def topic_location_comparison(session: Session, *, topic_id: int, scope: Scope) -> list[dict[str, Any]]:
     """Each location's negative share within a topic against the other locations': the outlier store."""
-    from service.trending import assess_outlier
-
     rows = session.execute(
         select(FeedbackItem.location, func.count(), func.sum(case((SentenceTopic.negative, 1), else_=0)))
         .select_from(SentenceTopic)
@@ -794,17 +791,4 @@ def topic_location_comparison(session: Session, *, topic_id: int, scope: Scope) 
         .where(SentenceTopic.topic_id == topic_id, FeedbackItem.location.is_not(None), *scope.conditions())
         .group_by(FeedbackItem.location)
     ).all()
-    counts = {location: (int(total), int(negative or 0)) for location, total, negative in rows}
-    all_total = sum(total for total, _ in counts.values())
-    all_negative = sum(negative for _, negative in counts.values())
-    result = []
-    for location, (total, negative) in counts.items():
-        test = assess_outlier(
-            negative=negative,
-            total=total,
-            others_negative=all_negative - negative,
-            others_total=all_total - total,
-            comparisons=len(counts),
-        )
-        result.append({"location": location, **test.__dict__})
-    return sorted(result, key=lambda r: (-r["shrunk_share"], r["location"]))
+    return compare_locations(rows)

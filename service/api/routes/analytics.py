@@ -163,9 +163,7 @@ def get_touchpoints(
                     feedback_query=point.feedback_query,
                 )
             )
-    filters = [(k, v.isoformat()) for k, v in (("since", since), ("until", until)) if v is not None]
-    filters += [("location", v) for v in location or ()] + [("source", v) for v in source or ()]
-    filters += [("language", v) for v in language or ()]
+    filters = scope.query_params()
     result = []
     for touchpoint in taxonomy.touchpoints:
         m = metrics.get(touchpoint.id)

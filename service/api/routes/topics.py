@@ -129,20 +129,10 @@ def get_pain_points(
     if stage:
         at_stage = {t.id for t in taxonomy.touchpoints if set(t.stages) & set(stage)}
         wanted = wanted & at_stage if wanted else at_stage
-        if not wanted:
-            return PainPointsOut(
-                since=since or datetime.now().astimezone(),
-                until=until or datetime.now().astimezone(),
-                interval=interval,
-                window=window,
-                baseline=baseline,
-                tested=0,
-                pain_points=[],
-            )
     report = pain_point_report(
         session,
         scope=scope,
-        touchpoints=sorted(wanted),
+        touchpoints=wanted if touchpoint or stage else None,
         topic_ids=topic or (),
         interval=interval,
         window=window,
@@ -281,18 +271,6 @@ def _topic_out(topic: Topic, stats: TopicStats | None, filters: list[tuple[str, 
     )
 
 
-def _filters(
-    since: datetime | None,
-    until: datetime | None,
-    location: list[str] | None,
-    source: list[str] | None,
-    language: list[str] | None,
-) -> list[tuple[str, str]]:
-    filters = [(k, v.isoformat()) for k, v in (("since", since), ("until", until)) if v is not None]
-    filters += [("location", v) for v in location or ()] + [("source", v) for v in source or ()]
-    return filters + [("language", v) for v in language or ()]
-
-
 @router.get("/topics", summary="Topics, largest first")
 def get_topics(
     session: SessionDep,
@@ -312,7 +290,7 @@ def get_topics(
         query = query.where(Topic.status == status)
     topics = list(session.scalars(query))
     stats = topic_stats(session, scope=scope)
-    filters = _filters(since, until, location, source, language)
+    filters = scope.query_params()
     ranked = sorted(
         topics, key=lambda t: (-(stats[t.id].sentences if t.id in stats else 0), -t.sentences, t.id)
     )
@@ -381,7 +359,7 @@ def get_topic(
         raise ProblemError(404, f"No topic has id {topic_id}; see GET /v1/topics.")
     scope = _scope(since, until, location, source, language)
     stats = topic_stats(session, scope=scope, topic_ids=[topic_id], items=True).get(topic_id)
-    base = _topic_out(topic, stats, _filters(since, until, location, source, language))
+    base = _topic_out(topic, stats, scope.query_params())
     report = pain_point_report(session, scope=scope, topic_ids=[topic_id], limit=1, quotes=5, now=until)
     examples = report.pain_points[0].quotes if report.pain_points else []
     return TopicDetailOut(
