@@ -161,7 +161,9 @@ def test_a_spike_at_one_store_is_a_trending_pain_point_and_steady_themes_are_not
     )
 
     overview = scoring_client.get(
-        "/v1/touchpoints", params={"until": (NOW + timedelta(hours=1)).isoformat()}, headers=auth(Role.ANALYST)
+        "/v1/touchpoints",
+        params={"until": (NOW + timedelta(hours=1)).isoformat()},
+        headers=auth(Role.ANALYST),
     ).json()
     delivery = next(t for t in overview["touchpoints"] if t["touchpoint"] == "delivery_shipping")
     assert delivery["top_pain_points"][0]["topic_id"] == late
