@@ -636,6 +636,9 @@ class TopicFit:
     space: TopicSpace
     fitted_on: int
     outliers_before_reduction: int
+    """Outliers of the clustered sample before reduction (HDBSCAN's, and members too far from their topic)."""
+    outliers_reduced: int
+    """Of those, how many joined their nearest topic (sentences outside the sample are simply assigned)."""
     clusters_before_merge: int
 
     @property
@@ -686,6 +689,7 @@ def fit_topics(
     )
     clusters = sorted(set(fit_labels.tolist()) - {OUTLIER})
     outliers_in_fit = int((fit_labels == OUTLIER).sum())
+    outliers_reduced = 0
 
     report("merge")
     centroids = (
@@ -739,6 +743,7 @@ def fit_topics(
         labels[misplaced] = OUTLIER
         outliers_in_fit = int((labels[fit_rows] == OUTLIER).sum())
         reducible = (labels == OUTLIER) & (nearest_similarity >= assign_similarity)
+        outliers_reduced = int(reducible[fit_rows].sum())
         labels[reducible] = nearest[reducible]
         similarities = np.where(
             labels == OUTLIER, nearest_similarity, similarity[np.arange(n), np.maximum(labels, 0)]
@@ -796,7 +801,8 @@ def fit_topics(
         topics=topics,
         space=space,
         fitted_on=len(fit_rows),
-        outliers_before_reduction=outliers_in_fit + (n - len(fit_rows)),
+        outliers_before_reduction=outliers_in_fit,
+        outliers_reduced=outliers_reduced,
         clusters_before_merge=len(clusters),
     )
 

@@ -281,7 +281,7 @@ def refit_topics(
         fitted_on=fit.fitted_on,
         topics=len(fit.topics),
         outliers=fit.outliers,
-        outliers_reduced=fit.outliers_before_reduction - fit.outliers,
+        outliers_reduced=fit.outliers_reduced,
         events=events,
         seconds=seconds,
         peak_rss_mib=peak,
@@ -443,7 +443,7 @@ def _write_refit(
                 fitted_on=fit.fitted_on,
                 topics=len(fit.topics),
                 outliers=fit.outliers,
-                outliers_reduced=fit.outliers_before_reduction - fit.outliers,
+                outliers_reduced=fit.outliers_reduced,
                 state=space.to_bytes(),
                 finished_at=utcnow(),
             )
