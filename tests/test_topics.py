@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from nlp.topics import TopicConfig
-from service.config import Settings
+from service.cli import app as cli_app
+from service.config import Settings, get_settings
 from service.db.engine import make_session_factory
-from service.db.models import FeedbackItem, Role, SentenceTopic, Topic, TopicLineage
+from service.db.models import FeedbackItem, Role, SentenceTopic, Topic, TopicLineage, TopicModelRun
 from service.ingest.service import ingest_batch
 from service.pipeline import load_analyzer
 from service.scoring import score_pending
@@ -180,12 +184,36 @@ def test_a_spike_at_one_store_is_a_trending_pain_point_and_steady_themes_are_not
 
 
 def test_refit_keeps_ids_assigns_new_feedback_online_and_records_a_merge(
-    engine: Engine, session: Session, scoring_settings: Settings, scoring_client: TestClient, auth: Auth
+    engine: Engine,
+    session: Session,
+    scoring_settings: Settings,
+    scoring_client: TestClient,
+    auth: Auth,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     factory = make_session_factory(engine)
     stream = _stream(spike=False)
     _pipeline(engine, scoring_settings, stream)
-    first = refit_topics(factory, config=TEST_CONFIG)
+
+    # The first refit through the command line, with the test's settings from a JSON file.
+    monkeypatch.setenv("CXMINE_DATABASE_URL", database_url)
+    monkeypatch.setenv("CXMINE_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"cluster": {"name": "topics.cluster.nope.v1"}}))
+    refused = CliRunner().invoke(cli_app, ["topics", "refit", "--config", str(bad)])
+    assert refused.exit_code == 1
+    assert "topics.cluster.hdbscan.v1" in refused.output, "an unknown stage lists the known ones"
+    settings_file = tmp_path / "topics.json"
+    settings_file.write_text(json.dumps(TEST_CONFIG.to_document()))
+    result = CliRunner().invoke(cli_app, ["topics", "refit", "--config", str(settings_file)])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    first = session.scalars(select(TopicModelRun)).one()
+    assert f"model {first.id}: 3 topics" in result.output, result.output
+    assert "lineage: 3 born" in result.output
     before = {
         theme: _topic_of(session, f"{theme}-0-{n}") for theme, n in (("late", 1), ("rude", 4), ("crash", 7))
     }
@@ -210,7 +238,7 @@ def test_refit_keeps_ids_assigns_new_feedback_online_and_records_a_merge(
     assert after == before, "a refit on the same data plus 10% keeps every unchanged topic's id"
     events = session.scalars(select(TopicLineage.event).where(TopicLineage.model_id == second.model_id)).all()
     assert events.count("continued") >= 3
-    assert first.model_id < second.model_id
+    assert first.id < second.model_id
 
     # A planted merge: a refit told to find two topics must put two themes together, and say so.
     merged = refit_topics(
@@ -233,5 +261,5 @@ def test_refit_keeps_ids_assigns_new_feedback_online_and_records_a_merge(
     assert detail["status"] == "merged"
     assert any(e["event"] == "merged" and e["related_topic_id"] == survivor.id for e in detail["lineage"])
     models = scoring_client.get("/v1/topic-models", headers=auth(Role.ANALYST)).json()
-    assert [m["id"] for m in models] == [merged.model_id, second.model_id, first.model_id]
+    assert [m["id"] for m in models] == [merged.model_id, second.model_id, first.id]
     assert session.scalar(select(func.count()).select_from(Topic).where(Topic.status == "active")) == 2
