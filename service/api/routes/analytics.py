@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from service.analytics import GroupBy, Interval, location_comparison, touchpoint_metrics, trends
@@ -135,18 +135,27 @@ Sources = Annotated[list[str] | None, Query(description="Source name; repeat for
 Languages = Annotated[list[str] | None, Query(description="ISO 639-1 code; repeat for several.")]
 
 
-@router.get("/touchpoints", summary="Volume, sentiment and NPS/CSAT/CES per touchpoint")
-def get_touchpoints(
-    session: SessionDep,
-    _caller: ReaderDep,
+def scope_from_query(
     since: Since = None,
     until: Until = None,
     location: Locations = None,
     source: Sources = None,
     language: Languages = None,
+) -> Scope:
+    """The feedback an aggregate covers, from the query string (offsets required on times)."""
+    return _scope(since, until, location, source, language)
+
+
+ScopeDep = Annotated[Scope, Depends(scope_from_query)]
+
+
+@router.get("/touchpoints", summary="Volume, sentiment and NPS/CSAT/CES per touchpoint")
+def get_touchpoints(
+    session: SessionDep,
+    _caller: ReaderDep,
+    scope: ScopeDep,
 ) -> TouchpointsOut:
     """Every touchpoint of the taxonomy in force, the most negative first."""
-    scope = _scope(since, until, location, source, language)
     taxonomy = active_taxonomy(session)
     metrics = touchpoint_metrics(session, scope=scope)
     top: dict[str, list[TopPainPointOut]] = {}
@@ -200,13 +209,9 @@ def get_touchpoints(
 def get_trends(
     session: SessionDep,
     _caller: ReaderDep,
+    scope: ScopeDep,
     group_by: Annotated[GroupBy, Query()] = "touchpoint",
     interval: Annotated[Interval, Query()] = "week",
-    since: Since = None,
-    until: Until = None,
-    location: Locations = None,
-    source: Sources = None,
-    language: Languages = None,
     limit_groups: Annotated[int, Query(ge=1, le=200)] = 20,
     window: Annotated[int, Query(ge=1, le=52, description="Latest buckets tested for a trend.")] = 1,
     baseline: Annotated[
@@ -214,7 +219,6 @@ def get_trends(
     ] = 6,
 ) -> TrendsOut:
     """Items per time bucket (the customer's own time, UTC buckets; weeks start on Monday) for the largest groups."""
-    scope = _scope(since, until, location, source, language)
     series = trends(
         session,
         scope=scope,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from service.api.deps import ReaderDep, SessionDep
 from service.api.problems import ProblemError
-from service.api.routes.analytics import Languages, Locations, LocationsOut, Since, Sources, Until, _scope
+from service.api.routes.analytics import Languages, LocationsOut, ScopeDep, Since, Sources, Until, _scope
 from service.db.models import Topic, TopicModelRun
 from service.painpoints import Interval, pain_point_report
 from service.topics import (
@@ -99,14 +99,10 @@ Baseline = Annotated[int, Query(ge=1, le=104, description="Buckets before the wi
 def get_pain_points(
     session: SessionDep,
     _caller: ReaderDep,
+    scope: ScopeDep,
     touchpoint: Annotated[list[str] | None, Query(description="Touchpoint id; repeat for several.")] = None,
     stage: Annotated[list[str] | None, Query(description="Journey stage; repeat for several.")] = None,
     topic: Annotated[list[int] | None, Query(description="Topic id; repeat for several.")] = None,
-    since: Since = None,
-    until: Until = None,
-    location: Locations = None,
-    source: Sources = None,
-    language: Languages = None,
     interval: Interval_ = "week",
     window: Window = 1,
     baseline: Baseline = 6,
@@ -116,7 +112,6 @@ def get_pain_points(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> PainPointsOut:
     """Pain points by impact; the period ends at `until` (default now) and spans baseline + window buckets."""
-    scope = _scope(since, until, location, source, language)
     taxonomy = active_taxonomy(session)
     wanted = set(touchpoint or ())
     unknown = [t for t in wanted if taxonomy.get(t) is None]
@@ -275,16 +270,11 @@ def _topic_out(topic: Topic, stats: TopicStats | None, filters: list[tuple[str, 
 def get_topics(
     session: SessionDep,
     _caller: ReaderDep,
-    since: Since = None,
-    until: Until = None,
-    location: Locations = None,
-    source: Sources = None,
-    language: Languages = None,
+    scope: ScopeDep,
     status: Annotated[Literal["active", "merged", "dead", "all"], Query()] = "active",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> TopicsOut:
     """Every topic with its volume and sentiment in scope, and the refit in force."""
-    scope = _scope(since, until, location, source, language)
     query = select(Topic)
     if status != "all":
         query = query.where(Topic.status == status)
@@ -346,21 +336,16 @@ def get_topic(
     topic_id: int,
     session: SessionDep,
     _caller: ReaderDep,
-    since: Since = None,
-    until: Until = None,
-    location: Locations = None,
-    source: Sources = None,
-    language: Languages = None,
+    scope: ScopeDep,
     interval: Annotated[Literal["hour", "day", "week"], Query()] = "week",
 ) -> TopicDetailOut:
     """A topic, also when it merged or died (its lineage says into what)."""
     topic = session.get(Topic, topic_id)
     if topic is None:
         raise ProblemError(404, f"No topic has id {topic_id}; see GET /v1/topics.")
-    scope = _scope(since, until, location, source, language)
     stats = topic_stats(session, scope=scope, topic_ids=[topic_id], items=True).get(topic_id)
     base = _topic_out(topic, stats, scope.query_params())
-    report = pain_point_report(session, scope=scope, topic_ids=[topic_id], limit=1, quotes=5, now=until)
+    report = pain_point_report(session, scope=scope, topic_ids=[topic_id], limit=1, quotes=5, now=scope.until)
     examples = report.pain_points[0].quotes if report.pain_points else []
     return TopicDetailOut(
         **base.model_dump(),
