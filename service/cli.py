@@ -257,7 +257,7 @@ def import_command(
     show: Annotated[int, typer.Option(help="How many rejected rows to list.")] = 20,
 ) -> None:
     """Import a survey or review export into the database, with a progress bar."""
-    from service.ingest.files import FileFormat, FileFormatError, parse_mapping
+    from scrapers.files import FileFormat, FileFormatError, parse_mapping
     from service.ingest.imports import ImportOptions, estimate_rows, import_file
 
     settings = _settings()

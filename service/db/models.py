@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from scrapers.contract import RatingScale as RatingScale  # re-exported: the database stores its values
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -66,24 +68,6 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class RatingScale(enum.StrEnum):
-    """Rating scales cxmine understands, with their valid ranges."""
-
-    STARS = "stars"
-    NPS = "nps"
-    CSAT = "csat"
-    CES = "ces"
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        return {
-            RatingScale.STARS: (1.0, 5.0),
-            RatingScale.NPS: (0.0, 10.0),
-            RatingScale.CSAT: (1.0, 5.0),
-            RatingScale.CES: (1.0, 7.0),
-        }[self]
 
 
 class Role(enum.StrEnum):

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.db.models import ImportAudit, RatingScale
 from service.errors import FieldError
-from service.ingest.files import ColumnMapping, DecodedFile, FileFormat, read_feedback_file
+from scrapers.files import ColumnMapping, DecodedFile, FileFormat, read_feedback_file
 from service.ingest.schemas import FeedbackItemIn
 from service.ingest.service import (
     FeedbackStore,

@@ -34,7 +34,7 @@ from service.feedback import (
     local_created_at,
     sentences_of,
 )
-from service.ingest.files import FileFormat, FileFormatError, parse_mapping
+from scrapers.files import FileFormat, FileFormatError, parse_mapping
 from service.ingest.imports import ImportOptions, import_file
 from service.ingest.service import ItemResult, ingest_batch
 from service.topics import ItemTopic, topics_of

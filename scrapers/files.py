@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import charset_normalizer
 
-from service.db.models import RatingScale
+from scrapers.contract import RatingScale
 
 __all__ = [
     "ColumnMapping",
