@@ -23,10 +23,10 @@ from urllib.parse import quote
 
 from sqlalchemy import text
 
+from scrapers.contract import RatingScale
+from scrapers.files import parse_mapping
 from service.db import migrate
 from service.db.engine import make_engine, make_session_factory
-from service.db.models import RatingScale
-from service.ingest.files import parse_mapping
 from service.ingest.imports import ImportOptions, import_file
 
 OPENINGS = [

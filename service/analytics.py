@@ -15,11 +15,11 @@ from typing import Any, Literal
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from scrapers.contract import RatingScale
 from service.db.models import (
     FeedbackItem,
     FeedbackSentence,
     ItemTouchpoint,
-    RatingScale,
     SentenceTopic,
     SentenceTouchpoint,
     Source,

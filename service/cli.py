@@ -15,8 +15,9 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from scrapers.contract import RatingScale
 from service.config import Settings, get_settings
-from service.db.models import FeedbackItem, RatingScale, Role
+from service.db.models import FeedbackItem, Role
 
 app = typer.Typer(
     help="cxmine: self-hosted text mining for customer feedback.\n\n"

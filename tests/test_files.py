@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import openpyxl
 import pytest
 
-from service.db.models import RatingScale
-from service.ingest.files import (
+from scrapers.contract import RatingScale
+from scrapers.files import (
     ColumnMapping,
     FileFormatError,
     ParsedRow,

@@ -18,6 +18,7 @@ from service.db.models import Base
 from tests.conftest import BACKENDS, ScratchDatabase
 
 TABLES = {
+    "scheduler_runs",
     "sources",
     "feedback_items",
     "api_keys",

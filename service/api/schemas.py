@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from service.db.models import RatingScale, Role
+from scrapers.contract import RatingScale
+from service.db.models import Role
 from service.errors import FieldError
 from service.ingest.schemas import FeedbackItemIn, RatingIn
 

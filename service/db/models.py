@@ -22,11 +22,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-
-from scrapers.contract import RatingScale as RatingScale  # re-exported: the database stores its values
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -88,6 +88,26 @@ class Source(Base):
     default_touchpoint: Mapped[str | None] = mapped_column(String(100))
     config: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Collectors (kind is a registered source kind such as 'app_store.v1'); API and file sources leave
+    # the schedule empty.
+    enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
+    redact_pii: Mapped[bool] = mapped_column(default=True, server_default=true())
+    schedule_interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    schedule_cron: Mapped[str | None] = mapped_column(String(100))
+    cursor: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
+    cursor_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    run_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_action: Mapped[str | None] = mapped_column(String(20))
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    deferred_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    items_collected: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ImportAudit(Base):
@@ -111,8 +131,20 @@ class ImportAudit(Base):
     error_sample: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Collector runs: the source, what started the run, pages fetched and how it ended.
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    trigger: Mapped[str | None] = mapped_column(String(20))
+    pages: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    malformed: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    near_duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    redacted: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_action: Mapped[str | None] = mapped_column(String(20))
 
-    __table_args__ = (Index("ix_imports_started_at", "started_at"),)
+    __table_args__ = (
+        Index("ix_imports_started_at", "started_at"),
+        Index("ix_imports_source_started", "source_id", "started_at"),
+    )
 
 
 class FeedbackItem(Base):
@@ -147,6 +179,8 @@ class FeedbackItem(Base):
     score_model: Mapped[str | None] = mapped_column(String(200))
     touchpoint_taxonomy: Mapped[str | None] = mapped_column(String(120))
     topic_model_id: Mapped[int | None] = mapped_column(Integer)
+    text_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    near_duplicate_of: Mapped[int | None] = mapped_column(BigId)
 
     source: Mapped[Source] = relationship(lazy="joined", innerjoin=True)
 
@@ -163,6 +197,7 @@ class FeedbackItem(Base):
         Index("ix_feedback_items_score_model_id", "score_model", "id"),
         Index("ix_feedback_items_touchpoint_taxonomy_id", "touchpoint_taxonomy", "id"),
         Index("ix_feedback_items_topic_model_id", "topic_model_id", "id"),
+        Index("ix_feedback_items_text_fingerprint", "text_fingerprint"),
     )
 
 
@@ -485,3 +520,23 @@ class AlertDelivery(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (Index("ix_alert_deliveries_alert", "alert_id"),)
+
+
+class SchedulerRun(Base):
+    """One run of a scheduler job for one tick; the unique key makes each tick run once across processes."""
+
+    __tablename__ = "scheduler_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(200))
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime)
+    owner: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(12))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "scheduled_for", name="uq_scheduler_runs_job_tick"),
+        Index("ix_scheduler_runs_started_at", "started_at"),
+    )

@@ -8,9 +8,10 @@ from itertools import islice
 
 from sqlalchemy.orm import Session
 
-from service.db.models import ImportAudit, RatingScale
-from service.errors import FieldError
+from scrapers.contract import RatingScale
 from scrapers.files import ColumnMapping, DecodedFile, FileFormat, read_feedback_file
+from service.db.models import ImportAudit
+from service.errors import FieldError
 from service.ingest.schemas import FeedbackItemIn
 from service.ingest.service import (
     FeedbackStore,

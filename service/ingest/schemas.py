@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from scrapers.contract import RatingScale
 from service.config import MAX_TEXT_CHARS
-from service.db.models import RatingScale
 
 ShortStr = Annotated[str, Field(min_length=1, max_length=200)]
 

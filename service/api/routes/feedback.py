@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from nlp.datasets import CX_EMOTION_ROLLUP, GOEMOTIONS_LABELS
+from scrapers.contract import RatingScale
+from scrapers.files import FileFormat, FileFormatError, parse_mapping
 from service.api.deps import IngestDep, ReaderDep, SessionDep, SettingsDep
 from service.api.problems import ProblemError, require_utc_offsets
 from service.api.schemas import (
@@ -24,7 +26,7 @@ from service.api.schemas import (
     StoredSentimentOut,
     TouchpointScoreOut,
 )
-from service.db.models import FeedbackItem, FeedbackSentence, RatingScale
+from service.db.models import FeedbackItem, FeedbackSentence
 from service.errors import FieldError
 from service.feedback import (
     FeedbackFilter,
@@ -34,7 +36,6 @@ from service.feedback import (
     local_created_at,
     sentences_of,
 )
-from scrapers.files import FileFormat, FileFormatError, parse_mapping
 from service.ingest.imports import ImportOptions, import_file
 from service.ingest.service import ItemResult, ingest_batch
 from service.topics import ItemTopic, topics_of
