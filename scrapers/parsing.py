@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
-from typing import Any, Protocol
+from typing import Any
 
 from scrapers.contract import Malformed, Rating, RatingScale, Record
 
@@ -30,8 +30,8 @@ class MalformedRecordError(ValueError):
     """One record cannot be read; the message says which field and why."""
 
 
-class Extract(Protocol):
-    def __call__(self, raw: Any) -> Any: ...
+Extract = Callable[[Any], Any]
+"""Anything that takes one payload item and returns a field's value (None when absent)."""
 
 
 _MISSING = object()

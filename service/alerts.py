@@ -727,33 +727,6 @@ def webhook_client() -> httpx.Client:
     return httpx.Client(follow_redirects=False)
 
 
-class AlertWorker:
-    """Evaluates the rules every interval and delivers due webhooks; called from the background scorer's loop."""
-
-    def __init__(
-        self, *, session_factory: sessionmaker[Session], client: httpx.Client, settings: Settings
-    ) -> None:
-        self.session_factory = session_factory
-        self.client = client
-        self.settings = settings
-        self._next_evaluation = 0.0
-
-    def __call__(self, stop: threading.Event) -> None:
-        """One pass: evaluate if due, then deliver."""
-        if stop.is_set():
-            return
-        if time.monotonic() >= self._next_evaluation:
-            self._next_evaluation = time.monotonic() + self.settings.alert_evaluation_interval_seconds
-            try:
-                evaluate_rules(self.session_factory)
-            except Exception:
-                logger.exception("alert evaluation failed; retrying on the next pass")
-        if not stop.is_set():
-            deliver_pending(
-                self.session_factory, client=self.client, stop=stop, **delivery_options(self.settings)
-            )
-
-
 def delivery_options(settings: Settings) -> dict[str, Any]:
     """The keyword arguments of deliver_pending that come from the settings."""
     return {

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from service import __version__
-from service.alerts import AlertWorker, webhook_client
+from service.alerts import webhook_client
 from service.api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
 from service.api.problems import install_problem_handlers
 from service.api.routes import admin, alerts, analytics, feedback, health, score, taxonomy, topics, triage
@@ -22,9 +20,8 @@ from service.db.engine import make_engine, make_session_factory
 from service.db.migrate import is_at_head
 from service.ingest.schemas import FeedbackItemIn
 from service.pipeline import ModelsUnavailableError, load_analyzer
-from service.scoring import BackgroundScorer
-from service.topics import TopicAssigner, TopicMaintenance
-from service.touchpoints import TouchpointLabeler, active_taxonomy, label_pending
+from service.scheduler import Scheduler, pipeline_jobs
+from service.touchpoints import TouchpointLabeler, active_taxonomy
 
 logger = logging.getLogger("cxmine")
 
@@ -54,51 +51,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 taxonomy = active_taxonomy(session)
             app.state.labeler = TouchpointLabeler(taxonomy=taxonomy, encoder=app.state.analyzer.encoder)
 
-        def label_new_feedback(stop: threading.Event) -> None:
-            if app.state.labeler is not None:
-                label_pending(app.state.session_factory, labeler=app.state.labeler, stop=stop)
-
-        app.state.topic_assigner = TopicAssigner()
-        topic_maintenance = TopicMaintenance(
-            session_factory=app.state.session_factory,
-            assigner=app.state.topic_assigner,
-            refit_interval=timedelta(hours=settings.topics_refit_interval_hours),
-            bootstrap_sentences=settings.topics_bootstrap_sentences,
-        )
-
         app.state.webhook_client = webhook_client()
-        alert_worker = AlertWorker(
-            session_factory=app.state.session_factory, client=app.state.webhook_client, settings=settings
-        )
-        after_scoring_steps: list[Callable[[threading.Event], None]] = [
-            label_new_feedback,
-            topic_maintenance,
-            *([alert_worker] if settings.alerts_enabled else []),
-        ]
-
-        def after_scoring(stop: threading.Event) -> None:
-            for step in after_scoring_steps:
-                try:
-                    step(stop)
-                except Exception:  # one failing step must not starve the others
-                    logger.exception("background step failed; retrying on the next pass")
-
-        scorer = None
-        if app.state.analyzer is not None and settings.scoring_enabled and migrated:
-            scorer = BackgroundScorer(
+        scheduler = None
+        if migrated and settings.scheduler_enabled:
+            scheduler = Scheduler(
+                settings=settings,
+                engine=engine,
                 session_factory=app.state.session_factory,
-                analyzer=app.state.analyzer,
-                interval=settings.scoring_interval_seconds,
-                batch_size=settings.scoring_batch_size,
-                after_scoring=after_scoring,
+                jobs=pipeline_jobs(
+                    settings=settings,
+                    session_factory=app.state.session_factory,
+                    analyzer=app.state.analyzer,
+                    webhook_client=app.state.webhook_client,
+                ),
             )
-            scorer.start()
+            scheduler.start()
+        app.state.scheduler = scheduler
         logger.info("cxmine started", extra={"database": engine.url.render_as_string(hide_password=True)})
         try:
             yield
         finally:
-            if scorer is not None:
-                scorer.stop()
+            if scheduler is not None:
+                scheduler.stop()
             app.state.webhook_client.close()
             engine.dispose()
 

@@ -73,6 +73,25 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, description="Wait after the first failed attempt; doubles each time."
     )
     alert_retry_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    scheduler_enabled: bool = Field(
+        default=True,
+        description="`cxmine serve` runs the scheduler in-process (one leader across workers and hosts).",
+    )
+    scheduler_leader_poll_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="How often a standby scheduler tries to become the leader."
+    )
+    scheduler_sync_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="How often the scheduler picks up source changes and run requests.",
+    )
+    scheduler_max_workers: int = Field(default=4, ge=1, le=64)
+    topics_assign_interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    topics_refit_cron: str = Field(default="0 3 * * *", description="Nightly topic refit (UTC crontab).")
+    collector_lease_seconds: int = Field(
+        default=900, ge=5, le=86_400, description="A collector run holds its source this long per page."
+    )
     public_url: str | None = Field(
         default=None,
         description="The service's public base URL (https://cx.example.com): webhook links become absolute.",

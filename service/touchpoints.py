@@ -77,6 +77,26 @@ class TouchpointLabeler:
         )
 
 
+class LabelerCache:
+    """The labeler for the taxonomy in force, rebuilt only when an admin sets a new taxonomy version."""
+
+    def __init__(self, *, encoder: EncodeSentences) -> None:
+        self.encoder = encoder
+        self._version: int | None = None
+        self._labeler: TouchpointLabeler | None = None
+        self._lock = threading.Lock()
+
+    def current(self, session_factory: sessionmaker[Session]) -> TouchpointLabeler:
+        """The labeler of the newest taxonomy version (the shipped taxonomy when none was set)."""
+        with session_factory() as session:
+            version = session.scalar(select(func.max(TaxonomyVersion.id)))
+            with self._lock:
+                if self._labeler is None or version != self._version:
+                    self._labeler = TouchpointLabeler(taxonomy=active_taxonomy(session), encoder=self.encoder)
+                    self._version = version
+                return self._labeler
+
+
 @dataclass
 class LabellingRun:
     """What one labelling pass did."""
@@ -110,7 +130,13 @@ def label_pending(
     while not (stop and stop.is_set()):
         with session_factory() as session:
             items = session.execute(
-                select(FeedbackItem.id, Source.default_touchpoint)
+                select(
+                    FeedbackItem.id,
+                    # A collector may know the touchpoint of one record better than its source's default.
+                    func.coalesce(
+                        FeedbackItem.meta["touchpoint"].as_string(), Source.default_touchpoint
+                    ).label("default_touchpoint"),
+                )
                 .join(Source, Source.id == FeedbackItem.source_id)
                 .where(_needs_labelling(labeler.key), FeedbackItem.id > last_id)
                 .order_by(FeedbackItem.id)

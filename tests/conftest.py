@@ -111,7 +111,10 @@ def session(engine: Engine) -> Iterator[Session]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path / "var", author_salt="test-salt")
+    # Tests that want the scheduler (collection, background scoring, alerts) turn it on themselves.
+    return Settings(
+        database_url=database_url, data_dir=tmp_path / "var", author_salt="test-salt", scheduler_enabled=False
+    )
 
 
 @pytest.fixture

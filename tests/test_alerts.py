@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from service.alerts import (
-    AlertWorker,
     backoff_seconds,
     deliver_pending,
     evaluate_rules,
@@ -45,6 +44,7 @@ from service.db.models import (
     utcnow,
 )
 from service.ingest.service import ingest_batch
+from service.scheduler import pipeline_jobs
 from service.topics import fact_rows
 from tests.test_triage import make_topic
 
@@ -599,7 +599,7 @@ def test_a_broken_rule_does_not_stop_the_others(
     assert list(report.errors) == [broken["id"]] and len(report.fired) == 1
 
 
-def test_the_background_worker_evaluates_and_delivers(
+def test_the_scheduler_jobs_evaluate_and_deliver(
     client: TestClient,
     session: Session,
     factory: sessionmaker[Session],
@@ -608,22 +608,27 @@ def test_the_background_worker_evaluates_and_delivers(
     auth: Auth,
     settings: Settings,
 ) -> None:
+    jobs = {
+        job.id: job
+        for job in pipeline_jobs(
+            settings=settings, session_factory=factory, analyzer=None, webhook_client=http
+        )
+    }
+    assert set(jobs) == {"alerts.evaluate", "alerts.deliver"}
+    assert jobs["alerts.evaluate"].interval_seconds == settings.alert_evaluation_interval_seconds
     negative_share_rule(client, auth, hook)
     add_item(session, sentiments=["negative"] * 4)
-    worker = AlertWorker(session_factory=factory, client=http, settings=settings)
-    worker(threading.Event())
+    jobs["alerts.evaluate"].run(threading.Event())
+    assert hook.received == []  # evaluation queues the delivery; the delivery job sends it
+    jobs["alerts.deliver"].run(threading.Event())
     assert len(hook.received) == 1
     add_item(session, emotions=("anger",))
     create_rule(client, auth, kind="angry_item", webhook_url=hook.url)
     add_item(session, emotions=("anger",))
-    worker(threading.Event())  # evaluated at most once a minute: the new rule waits
-    assert len(hook.received) == 1
-    stopped = threading.Event()
-    stopped.set()
-    worker._next_evaluation = 0.0
-    worker(stopped)
-    assert len(hook.received) == 1
-    worker(threading.Event())
+    jobs["alerts.deliver"].run(threading.Event())
+    assert len(hook.received) == 1  # not evaluated yet
+    jobs["alerts.evaluate"].run(threading.Event())
+    jobs["alerts.deliver"].run(threading.Event())
     assert len(hook.received) == 2 and hook.received[1]["rule"]["kind"] == "angry_item"
 
 

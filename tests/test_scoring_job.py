@@ -176,7 +176,9 @@ def test_a_killed_scorer_resumes_where_it_stopped(
 
 
 def test_background_scorer_scores_new_feedback(scoring_settings: Settings, auth: Auth) -> None:
-    settings = scoring_settings.model_copy(update={"scoring_enabled": True, "scoring_interval_seconds": 0.2})
+    settings = scoring_settings.model_copy(
+        update={"scoring_enabled": True, "scoring_interval_seconds": 0.2, "scheduler_enabled": True}
+    )
     with TestClient(create_app(settings)) as client:
         items = [{"text": text, "source": "web"} for text in TEXTS[:3]]
         client.post("/v1/feedback", json={"items": items}, headers=auth(Role.INGEST))

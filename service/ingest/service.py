@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Insert, Table, select, text
+from sqlalchemy import Insert, Table, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -77,6 +77,23 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(normalised.encode()).hexdigest()
 
 
+_URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
+_HANDLE = re.compile(r"(?<!\w)[@#]\w+")
+NEAR_DUPLICATE_MIN_CHARS = 24
+
+
+def text_fingerprint(text: str) -> str | None:
+    """A hash of the words alone (no case, punctuation, links, @handles or emoji), for near-copies across
+    sources; None for texts too short to call a copy ("great app!" is not one review pasted twice)."""
+    normalised = unicodedata.normalize("NFKC", _HANDLE.sub(" ", _URL.sub(" ", text))).casefold()
+    kept = "".join(char if unicodedata.category(char)[0] in "LNM" else " " for char in normalised)
+    words = kept.split()
+    joined = " ".join(words)
+    if len(joined) < NEAR_DUPLICATE_MIN_CHARS:
+        return None
+    return hashlib.sha256(joined.encode()).hexdigest()[:32]
+
+
 def dedup_key(item: FeedbackItemIn, *, author_hash: str | None) -> str:
     """The per-source identity of an item: its external id, else a hash of source, text, time and author."""
     if item.external_id is not None:
@@ -105,6 +122,7 @@ class FeedbackStore:
         self.session = session
         self.author_salt = author_salt
         self._source_ids: dict[str, int] = {}
+        self.near_duplicates = 0
 
     def source_id(self, name: str) -> int:
         """The id of source ``name``, created if this is the first time it is named."""
@@ -152,6 +170,9 @@ class FeedbackStore:
         missing = [key for key in pending if key not in ids]
         if missing:
             ids.update(self._existing_ids(missing))
+        self.near_duplicates += self._flag_near_duplicates(
+            [(ids[key], key[0], pending[key]["text_fingerprint"]) for key in inserted]
+        )
 
         results: list[ItemResult] = []
         for index, item in items:
@@ -186,6 +207,47 @@ class FeedbackStore:
             .returning(table.c.id, table.c.source_id, table.c.dedup_key)
         )
         return self.session.connection().execute(statement, rows)
+
+    def _flag_near_duplicates(self, stored: list[tuple[int, int, str | None]]) -> int:
+        """Point each new item at the earliest item of another source with the same words; count them."""
+        by_fingerprint: dict[str, list[tuple[int, int]]] = {}
+        for item_id, source_id, fingerprint in stored:
+            if fingerprint is not None:
+                by_fingerprint.setdefault(fingerprint, []).append((item_id, source_id))
+        if not by_fingerprint:
+            return 0
+        earliest: dict[str, list[tuple[int, int]]] = {}
+        fingerprints = list(by_fingerprint)
+        for start in range(0, len(fingerprints), 500):
+            rows = self.session.execute(
+                select(FeedbackItem.text_fingerprint, FeedbackItem.id, FeedbackItem.source_id)
+                .where(FeedbackItem.text_fingerprint.in_(fingerprints[start : start + 500]))
+                .order_by(FeedbackItem.id)
+            )
+            for fingerprint, item_id, source_id in rows:
+                if fingerprint is not None:
+                    earliest.setdefault(fingerprint, []).append((item_id, source_id))
+        flags: dict[int, int] = {}
+        for fingerprint, new_items in by_fingerprint.items():
+            for item_id, source_id in new_items:
+                original = next(
+                    (
+                        other
+                        for other, other_source in earliest.get(fingerprint, [])
+                        if other_source != source_id and other < item_id
+                    ),
+                    None,
+                )
+                if original is not None:
+                    flags[item_id] = original
+        for item_id, original in flags.items():
+            self.session.execute(
+                update(FeedbackItem)
+                .where(FeedbackItem.id == item_id)
+                .values(near_duplicate_of=original)
+                .execution_options(synchronize_session=False)
+            )
+        return len(flags)
 
     def _existing_ids(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], int]:
         by_source: dict[int, list[str]] = {}
@@ -235,6 +297,7 @@ class FeedbackStore:
             "metadata": item.metadata,
             "content_hash": content_hash(item.text),
             "import_id": import_id,
+            "text_fingerprint": text_fingerprint(item.text),
         }
 
     def _insert(self, target: Any) -> Any:
@@ -262,6 +325,7 @@ _PG_ARRAY_TYPES = {
     "metadata": "jsonb[]",
     "content_hash": "text[]",
     "import_id": "integer[]",
+    "text_fingerprint": "text[]",
 }
 _PG_COLUMNS = ", ".join(_PG_ARRAY_TYPES)
 _PG_ARRAYS = ", ".join(f"CAST(:{column} AS {sql_type})" for column, sql_type in _PG_ARRAY_TYPES.items())
