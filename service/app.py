@@ -14,7 +14,18 @@ from service import __version__
 from service.alerts import webhook_client
 from service.api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
 from service.api.problems import install_problem_handlers
-from service.api.routes import admin, alerts, analytics, feedback, health, score, taxonomy, topics, triage
+from service.api.routes import (
+    admin,
+    alerts,
+    analytics,
+    feedback,
+    health,
+    score,
+    sources,
+    taxonomy,
+    topics,
+    triage,
+)
 from service.config import Settings, get_settings
 from service.db.engine import make_engine, make_session_factory
 from service.db.migrate import is_at_head
@@ -92,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(feedback.router)
     app.include_router(admin.router)
+    app.include_router(sources.router)
     app.include_router(score.router)
     app.include_router(taxonomy.router)
     app.include_router(analytics.router)

@@ -36,6 +36,14 @@ topics_app = typer.Typer(help="Topics: refit them, list them.", no_args_is_help=
 app.add_typer(topics_app, name="topics")
 alerts_app = typer.Typer(help="Alert rules: evaluate them and deliver their webhooks.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
+sources_app = typer.Typer(
+    help="Collectors: add sources, list their health, run one now.", no_args_is_help=True
+)
+app.add_typer(sources_app, name="sources")
+scheduler_app = typer.Typer(
+    help="The scheduler: collection, scoring, topics and alerts.", no_args_is_help=True
+)
+app.add_typer(scheduler_app, name="scheduler")
 
 console = Console(stderr=True)
 out = Console()
@@ -82,12 +90,25 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default CXMINE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default CXMINE_PORT).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    scheduler: Annotated[
+        bool | None,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Run the scheduler in-process (default CXMINE_SCHEDULER_ENABLED, on); one process leads.",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    """Serve the HTTP API (OpenAPI docs at /docs), with the scheduler in-process unless told otherwise."""
+    import os
+
     import uvicorn
 
     from service.logging import configure_logging
 
+    if scheduler is not None:
+        # The workers read their settings from the environment.
+        os.environ["CXMINE_SCHEDULER_ENABLED"] = "true" if scheduler else "false"
+        get_settings.cache_clear()
     settings = _settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     uvicorn.run(
@@ -515,6 +536,221 @@ def alerts_evaluate(
             )
     if report.errors:
         raise _fail(f"{len(report.errors)} rule(s) could not be evaluated")
+
+
+# ------------------------------------------------------------------------------------------- collectors
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _seconds(text: str) -> int:
+    """'90s', '15m', '6h', '1d' or plain seconds."""
+    value = text.strip().lower()
+    unit = _DURATION_UNITS.get(value[-1:]) if value[-1:].isalpha() else 1
+    number = value[:-1] if value[-1:].isalpha() else value
+    if unit is None or not number.isdigit():
+        raise _fail(f"{text!r} is not a duration: use e.g. 90s, 15m, 6h or 1d")
+    return int(number) * unit
+
+
+def _config_argument(config: str) -> dict[str, Any]:
+    import json
+
+    raw = Path(config[1:]).read_text(encoding="utf-8") if config.startswith("@") else config
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"--config is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise _fail("--config must be a JSON object")
+    return parsed
+
+
+@sources_app.command("kinds")
+def sources_kinds() -> None:
+    """Every source kind a collector can be created with."""
+    from service.collectors import known_kinds
+
+    for kind in known_kinds():
+        out.print(kind, highlight=False)
+
+
+@sources_app.command("add")
+def sources_add(
+    name: Annotated[str, typer.Argument(help="A unique source name, e.g. app-store-us.")],
+    kind: Annotated[str, typer.Option(help="Source kind, e.g. app_store.v1 (see `cxmine sources kinds`).")],
+    config: Annotated[
+        str, typer.Option(help='JSON object or @file.json; secrets as {"env": "VAR_NAME"}.')
+    ] = "{}",
+    touchpoint: Annotated[str | None, typer.Option(help="Default touchpoint of its feedback.")] = None,
+    every: Annotated[str | None, typer.Option(help="Run every 90s/15m/6h/1d (default 1h).")] = None,
+    cron: Annotated[str | None, typer.Option(help='Or a UTC crontab line, e.g. "0 */6 * * *".')] = None,
+    keep_pii: Annotated[
+        bool, typer.Option("--keep-pii", help="Store text raw: do not redact e-mails, phones, card numbers.")
+    ] = False,
+    paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+) -> None:
+    """Add a collector source; the scheduler picks it up within its sync interval."""
+    from service.collectors import CollectorError, create_source
+
+    parsed = _config_argument(config)
+    with _database() as (_, session):
+        try:
+            source = create_source(
+                session,
+                name=name,
+                kind=kind,
+                config=parsed,
+                default_touchpoint=touchpoint,
+                interval_seconds=_seconds(every) if every else None,
+                cron=cron,
+                enabled=not paused,
+                redact_pii=not keep_pii,
+            )
+        except CollectorError as exc:
+            raise _fail(str(exc)) from exc
+        session.commit()
+        schedule = (
+            f"cron {source.schedule_cron}"
+            if source.schedule_cron
+            else f"every {source.schedule_interval_seconds} s"
+        )
+        out.print(f"added source {source.name} ({source.kind}), {schedule}", highlight=False)
+
+
+@sources_app.command("list")
+def sources_list() -> None:
+    """Every collector with its health: state, last success, last error, items collected, next run."""
+    from service.collectors import health_of, is_collector
+    from service.db.models import Source
+
+    with _database() as (_, session):
+        table = Table("name", "kind", "state", "schedule", "last success", "items", "next run", "last error")
+        for source in session.scalars(select(Source).order_by(Source.name)):
+            if not is_collector(source):
+                continue
+            health = health_of(source)
+            table.add_row(
+                source.name,
+                source.kind,
+                health.state,
+                source.schedule_cron or f"{source.schedule_interval_seconds}s",
+                _when(source.last_success_at),
+                str(source.items_collected),
+                _when(health.next_run_at),
+                (source.last_error or "")[:80],
+            )
+        out.print(table)
+
+
+def _when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment is not None else "-"
+
+
+@sources_app.command("run")
+def sources_run(
+    name: Annotated[str, typer.Argument(help="The source to run now.")],
+    max_pages: Annotated[int | None, typer.Option(min=1, help="Stop after this many pages.")] = None,
+) -> None:
+    """Run one collector now, in this process, from its saved cursor; prints each page as it is stored."""
+    from service.collectors import CollectorError, run_collector
+    from service.db.engine import make_session_factory
+    from service.db.models import ImportAudit
+    from service.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(level="WARNING", fmt="console")
+
+    def progress(run: ImportAudit) -> None:
+        console.print(
+            f"page {run.pages}: {run.stored} stored, {run.duplicates} already had, {run.malformed} malformed",
+            highlight=False,
+        )
+
+    with _database() as (engine, _):
+        try:
+            outcome = run_collector(
+                make_session_factory(engine),
+                name=name,
+                settings=settings,
+                trigger="cli",
+                actor="cli",
+                max_pages=max_pages,
+                on_page=progress,
+            )
+        except CollectorError as exc:
+            raise _fail(str(exc)) from exc
+    out.print(
+        f"run #{outcome.run_id} {outcome.status}: {outcome.pages} pages, {outcome.received} records, "
+        f"{outcome.stored} stored, {outcome.duplicates} duplicates, {outcome.malformed} malformed",
+        highlight=False,
+    )
+    if outcome.status not in ("completed", "interrupted"):
+        raise _fail(outcome.error or outcome.status)
+
+
+def _set_enabled(name: str, *, enabled: bool) -> None:
+    from service.collectors import CollectorError, update_source
+
+    with _database() as (_, session):
+        try:
+            update_source(session, name=name, changes={"enabled": enabled})
+        except CollectorError as exc:
+            raise _fail(str(exc)) from exc
+        session.commit()
+    out.print(f"{name} {'resumed' if enabled else 'paused'}", highlight=False)
+
+
+@sources_app.command("pause")
+def sources_pause(name: Annotated[str, typer.Argument(help="The source to pause.")]) -> None:
+    """Stop scheduling a collector (its cursor is kept)."""
+    _set_enabled(name, enabled=False)
+
+
+@sources_app.command("resume")
+def sources_resume(name: Annotated[str, typer.Argument(help="The source to resume.")]) -> None:
+    """Schedule a paused collector again, from where it stopped."""
+    _set_enabled(name, enabled=True)
+
+
+@scheduler_app.command("run")
+def scheduler_run() -> None:
+    """Run the scheduler standalone until SIGTERM/SIGINT; a second one waits as a standby."""
+    import signal
+
+    from service.alerts import webhook_client
+    from service.db.engine import make_session_factory
+    from service.logging import configure_logging
+    from service.pipeline import ModelsUnavailableError, load_analyzer
+    from service.scheduler import Scheduler, pipeline_jobs
+
+    settings = _settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    with _database() as (engine, _):
+        try:
+            analyzer = load_analyzer(settings) if settings.scoring_enabled else None
+        except ModelsUnavailableError as exc:
+            console.print(f"[yellow]warning:[/] scoring models not available, not scoring: {exc}")
+            analyzer = None
+        factory = make_session_factory(engine)
+        with webhook_client() as client:
+            scheduler = Scheduler(
+                settings=settings,
+                engine=engine,
+                session_factory=factory,
+                jobs=pipeline_jobs(
+                    settings=settings, session_factory=factory, analyzer=analyzer, webhook_client=client
+                ),
+            )
+
+            def shut_down(_signal: int, _frame: Any) -> None:
+                scheduler.stop_soon()
+
+            signal.signal(signal.SIGTERM, shut_down)
+            signal.signal(signal.SIGINT, shut_down)
+            scheduler.start()
+            console.print("scheduler started; it runs jobs while it holds the leader lock (Ctrl-C stops it)")
+            scheduler.wait()
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def update_source(session: Session, *, name: str, changes: Mapping[str, Any]) ->
             raise CollectorError("a collector needs a schedule: interval_seconds or cron")
         validate_schedule(interval_seconds=interval, cron=cron)
         source.schedule_interval_seconds, source.schedule_cron = interval, cron
-    for field in ("default_touchpoint", "enabled", "redact_pii"):
+    for field in ("default_touchpoint", "enabled", "redact_pii", "deferred_until"):
         if field in changes:
             setattr(source, field, changes[field])
     if changes.get("reset_cursor"):

@@ -219,6 +219,10 @@ class Scheduler:
         self._stop.set()
         self._thread.join(timeout)
 
+    def stop_soon(self) -> None:
+        """Ask the scheduler to stop (safe from a signal handler); ``wait`` returns once it has."""
+        self._stop.set()
+
     def wait(self) -> None:
         """Block until ``stop`` is called (the standalone ``cxmine scheduler run``)."""
         while not self._stop.wait(1.0):

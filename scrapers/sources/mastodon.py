@@ -45,7 +45,9 @@ class MastodonConfig(HttpSourceConfig):
     access_token: SecretStr | None = Field(
         default=None, description="A user access token with read:statuses and read:search scopes."
     )
-    local_only: bool = Field(default=False, description="Only this instance's own posts on hashtag timelines.")
+    local_only: bool = Field(
+        default=False, description="Only this instance's own posts on hashtag timelines."
+    )
     first_run_pages: int = Field(
         default=1, ge=1, le=100, description="Pages of history (40 posts each) the first run reads per query."
     )
@@ -216,7 +218,10 @@ class MastodonSource(HttpSource):
             since[query.key] = newest
         if index + 1 < len(queries):
             return Page(
-                records=records, cursor={"since": since, "query_index": index + 1}, done=False, malformed=malformed
+                records=records,
+                cursor={"since": since, "query_index": index + 1},
+                done=False,
+                malformed=malformed,
             )
         return Page(records=records, cursor={"since": since}, done=True, malformed=malformed)
 

@@ -139,17 +139,6 @@ class FeedbackPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
-class SourceOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    name: str
-    kind: str
-    default_touchpoint: str | None
-    created_at: datetime
-    item_count: int
-
-
 class ImportAuditOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -5,39 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from service.api.deps import AdminDep, ReaderDep, SessionDep
 from service.api.problems import ProblemError
-from service.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ImportAuditOut, SourceOut
-from service.db.models import FeedbackItem, ImportAudit, Source
+from service.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ImportAuditOut
+from service.db.models import ImportAudit
 from service.keys import create_api_key, list_api_keys, revoke_api_key
 
 router = APIRouter(prefix="/v1")
-
-
-@router.get("/sources", tags=["sources"], summary="Sources with their item counts")
-def get_sources(session: SessionDep, _caller: ReaderDep) -> list[SourceOut]:
-    """Every source and how many feedback items it holds."""
-    counts = (
-        select(FeedbackItem.source_id, func.count().label("n")).group_by(FeedbackItem.source_id).subquery()
-    )
-    rows = session.execute(
-        select(Source, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.source_id == Source.id)
-        .order_by(Source.name)
-    )
-    return [
-        SourceOut(
-            id=s.id,
-            name=s.name,
-            kind=s.kind,
-            default_touchpoint=s.default_touchpoint,
-            created_at=s.created_at,
-            item_count=n,
-        )
-        for s, n in rows
-    ]
 
 
 @router.get("/imports", tags=["imports"], summary="The import audit, newest first")
