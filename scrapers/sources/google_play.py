@@ -16,7 +16,8 @@ Limits, as Google documents them: only apps the account owns; only reviews creat
 week (run the source at least daily; older reviews are in Play Console's CSV export); only reviews with a
 comment (star-only ratings are not in the API); production track only; 200 GET requests per app per hour,
 hence the default of 3 requests a minute. ``lastModified`` is the only time the API gives: it is the
-record's ``created_at``, and an edited review keeps its first stored version.
+record's ``created_at``, and an edited review keeps its first stored version. The record's language is the
+reviewer's device language, which Google warns need not be the language of the review.
 """
 
 from __future__ import annotations
@@ -188,8 +189,8 @@ class GooglePlaySource(HttpSource):
         token: str | None = state.get("token")
         if token is None and since is not None and datetime.now(UTC) - since > API_HISTORY:
             logger.warning(
-                "the newest stored Google Play review is over a week old; reviews from the gap may be "
-                "beyond the API's one-week window (Play Console's CSV export has them)",
+                "the newest Google Play review seen is over a week old; if runs were missed, reviews from "
+                "the gap are beyond the API's one-week window (Play Console's CSV export has them)",
                 extra={"package_name": self.config.package_name},
             )
 

@@ -193,7 +193,10 @@ class YouTubeSource(HttpSource):
             since[target.key] = newest
         if index + 1 < len(targets):
             return Page(
-                records=fresh, cursor={"since": since, "target_index": index + 1}, done=False, malformed=malformed
+                records=fresh,
+                cursor={"since": since, "target_index": index + 1},
+                done=False,
+                malformed=malformed,
             )
         return Page(records=fresh, cursor={"since": since}, done=True, malformed=malformed)
 
@@ -236,7 +239,9 @@ class YouTubeSource(HttpSource):
                 ) from None
             raise
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-            raise MalformedResponseError(f"{self.service_name} answered commentThreads without an 'items' list")
+            raise MalformedResponseError(
+                f"{self.service_name} answered commentThreads without an 'items' list"
+            )
         return body
 
 
@@ -252,9 +257,8 @@ def google_error_reason(response: httpx.Response) -> str | None:
     details = error.get("details")
     if isinstance(details, list):
         for detail in details:
-            if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
-                if detail["reason"] in KEY_REASONS:
-                    return str(detail["reason"])
+            if isinstance(detail, dict) and detail.get("reason") in KEY_REASONS:
+                return str(detail["reason"])
     errors = error.get("errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         reason = errors[0].get("reason")
