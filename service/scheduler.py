@@ -9,6 +9,7 @@ not overlap themselves (one instance each) and missed runs coalesce into one.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -34,10 +35,13 @@ from service.db.models import SchedulerRun, Source, utcnow
 
 logger = logging.getLogger("cxmine.scheduler")
 
-ADVISORY_LOCK_KEY = 0x63786D696E65  # "cxmine"
+# One lock per schema, so that deployments sharing a PostgreSQL database in separate schemas do not contend.
+_LOCK_KEY_SQL = "hashtext('cxmine.scheduler.' || current_schema())"
 RUN_HISTORY_DAYS = 7
 
 JobFunction = Callable[[threading.Event], None]
+CURRENT_TICK: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("cxmine_tick", default=None)
+"""The tick the running job was scheduled for (set while a job runs)."""
 
 
 # ------------------------------------------------------------------------------------------- the lock
@@ -81,15 +85,14 @@ class FileLeaderLock:
 class PostgresLeaderLock:
     """A session-level advisory lock held on a connection of its own; it goes when the connection does."""
 
-    def __init__(self, engine: Engine, key: int = ADVISORY_LOCK_KEY) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.key = key
         self._connection: Connection | None = None
 
     def acquire(self) -> bool:
         connection = self.engine.connect()
         try:
-            got = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}))
+            got = bool(connection.scalar(text(f"SELECT pg_try_advisory_lock({_LOCK_KEY_SQL})")))
             connection.commit()
         except Exception:
             connection.close()
@@ -116,7 +119,7 @@ class PostgresLeaderLock:
         if self._connection is None:
             return
         try:
-            self._connection.scalar(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            self._connection.scalar(text(f"SELECT pg_advisory_unlock({_LOCK_KEY_SQL})"))
             self._connection.commit()
         except Exception:
             logger.debug("advisory unlock failed; closing the connection releases it", exc_info=True)
@@ -304,11 +307,14 @@ class Scheduler:
             )
             return
         status, error = "completed", None
+        token = CURRENT_TICK.set(tick)
         try:
             run(self._stop)
         except Exception as exc:  # one failing job must not stop the others
             logger.exception("scheduled job failed", extra={"job": job_id})
             status, error = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            CURRENT_TICK.reset(token)
         with self.session_factory() as session, session.begin():
             session.execute(
                 update(SchedulerRun)

@@ -5,11 +5,11 @@
 ``nextPageToken`` for the next page. A run walks the configured locations in turn, each until it reaches a
 review already seen (a since-time per location), and files every review under the location's brand name.
 
-Needs an OAuth 2 access token with the ``https://www.googleapis.com/auth/business.manage`` scope, of a Google
-account that manages the locations, in a Google Cloud project that Google has approved for the Business
-Profile APIs. Access tokens expire after an hour; this source does not mint them (no JWT signing library is
-installed), so the token is minted outside cxmine and passed by environment variable. The account and
-location ids are in the Business Profile APIs' ``accounts.list`` and ``accounts.locations.list`` answers.
+Needs OAuth 2 access to the ``https://www.googleapis.com/auth/business.manage`` scope for a Google account
+that manages the locations, through a Google Cloud project that Google has approved for the Business Profile
+APIs: best an OAuth client id and secret with a refresh token of that account (the source mints its own
+access tokens), or an access token alone, which expires after an hour. The account and location ids are in
+the Business Profile APIs' ``accounts.list`` and ``accounts.locations.list`` answers.
 
 Limits: only locations the account manages; the API has no per-review URL or language; reviews with a star
 rating but no comment are not feedback text and are skipped (logged, not reported as malformed); Google's
@@ -18,18 +18,18 @@ own translations ("(Translated by Google) ... (Original) ...") are split, keepin
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from scrapers.base import HttpSource, HttpSourceConfig
+from scrapers.base import HttpSource
 from scrapers.contract import Cursor, Page, Rating
 from scrapers.http import (
-    BadCredentialsError,
     ErrorAction,
     MalformedResponseError,
     NotFoundError,
@@ -37,7 +37,12 @@ from scrapers.http import (
 )
 from scrapers.parsing import Pick, RecordSpec, iso_datetime, lookup, star_word, text
 from scrapers.registry import register_source
-from scrapers.sources.google_play import EXPIRED_ACCESS_HINT, google_api_error_action
+from scrapers.sources.google_play import (
+    GoogleAccessToken,
+    GoogleAuthConfig,
+    get_google_json,
+    google_api_error_action,
+)
 
 logger = logging.getLogger("cxmine.scrapers")
 
@@ -69,14 +74,11 @@ class BusinessLocation(BaseModel):
         return _numeric_id(value, "locations/")
 
 
-class GoogleBusinessConfig(HttpSourceConfig):
-    """Which account and locations, and the token to read their reviews with."""
+class GoogleBusinessConfig(GoogleAuthConfig):
+    """Which account and locations, and how to sign in to read their reviews."""
 
     account_id: str = Field(description="The Business Profile account's numeric id (or 'accounts/<id>').")
     locations: list[BusinessLocation] = Field(min_length=1, description="The brand's locations to collect.")
-    access_token: SecretStr = Field(
-        description="OAuth 2 access token with the business.manage scope; expires after an hour."
-    )
     product: str | None = Field(default=None, description="Product name to file the reviews under.")
     page_size: int = Field(default=50, ge=1, le=50, description="Reviews per request (pageSize).")
 
@@ -159,6 +161,10 @@ class GoogleBusinessSource(HttpSource):
     def classify(self, response: httpx.Response) -> ErrorAction | None:
         return google_api_error_action(response)
 
+    @functools.cached_property
+    def _access(self) -> GoogleAccessToken:
+        return GoogleAccessToken(self.config, self.http)
+
     def fetch_page(self, cursor: Cursor | None) -> Page:
         """One page of one location; the cursor names the location and page token, and a since per location."""
         state = dict(cursor or {})
@@ -228,11 +234,8 @@ class GoogleBusinessSource(HttpSource):
         params: dict[str, str | int] = {"pageSize": self.config.page_size, "orderBy": "updateTime desc"}
         if page_token:
             params["pageToken"] = page_token
-        headers = {"Authorization": f"Bearer {self.config.access_token.get_secret_value()}"}
         try:
-            body = self.http.get_json(url, params=params, headers=headers)
-        except BadCredentialsError as exc:
-            raise BadCredentialsError(f"{exc} {EXPIRED_ACCESS_HINT}", status=exc.status) from None
+            body = get_google_json(self.http, self._access, url, params)
         except NotFoundError as exc:
             raise NotFoundError(
                 f"{exc} (location {location.name!r}, id {location.location_id}, "

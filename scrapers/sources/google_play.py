@@ -5,12 +5,12 @@
 ``tokenPagination.nextPageToken`` for the next page. A run walks the pages until it reaches a review it has
 already seen, so every run after the first is short.
 
-Needs an OAuth 2 access token with the ``https://www.googleapis.com/auth/androidpublisher`` scope, from a
-Google account or service account that Play Console lets see the app (its "Reply to reviews" permission).
-Access tokens expire after an hour; this source does not mint them (no JWT signing library is installed), so
-the token is minted outside cxmine (e.g. ``gcloud auth application-default print-access-token
---scopes=https://www.googleapis.com/auth/androidpublisher`` with a service-account key) and passed by
-environment variable.
+Needs OAuth 2 access to the ``https://www.googleapis.com/auth/androidpublisher`` scope for a Google account
+that Play Console lets see the app (its "Reply to reviews" permission): best an OAuth client id and secret
+with a refresh token of that account, from which the source mints its own access tokens; or an access token
+alone, which expires after an hour (e.g. ``gcloud auth application-default print-access-token
+--scopes=https://www.googleapis.com/auth/androidpublisher``). A service-account key is not read directly:
+signing its JWT needs a crypto library cxmine does not install.
 
 Limits, as Google documents them: only apps the account owns; only reviews created or modified in the last
 week (run the source at least daily; older reviews are in Play Console's CSV export); only reviews with a
@@ -22,17 +22,25 @@ reviewer's device language, which Google warns need not be the language of the r
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from scrapers.base import HttpSource, HttpSourceConfig
 from scrapers.contract import Cursor, Page
-from scrapers.http import BadCredentialsError, ErrorAction, MalformedResponseError, SourceError
+from scrapers.http import (
+    BadCredentialsError,
+    ErrorAction,
+    MalformedResponseError,
+    PoliteClient,
+    SourceError,
+)
 from scrapers.parsing import Pick, RecordSpec, iso_datetime, lookup, stars, text
 from scrapers.registry import register_source
 
@@ -43,20 +51,40 @@ API_HISTORY = timedelta(days=7)
 GOOGLE_QUOTA_REASONS = frozenset(
     {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
 )
-EXPIRED_ACCESS_HINT = (
-    "Google access tokens expire after an hour: mint a fresh one for the source's environment variable, "
-    "and check that its account may see this resource."
-)
+GOOGLE_OAUTH_ENDPOINT = "https://oauth2.googleapis.com/token"
+OAUTH_CREDENTIAL_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
 
 
-class GooglePlayConfig(HttpSourceConfig):
-    """Which app, and the token to read its reviews with."""
+class GoogleAuthConfig(HttpSourceConfig):
+    """How a source signs in to a Google API: an access token, or an OAuth client and its refresh token."""
+
+    access_token: SecretStr | None = Field(
+        default=None, description="An OAuth 2 access token; it expires after an hour."
+    )
+    client_id: str | None = Field(default=None, description="OAuth client id (with a refresh token).")
+    client_secret: SecretStr | None = Field(default=None, description="OAuth client secret.")
+    refresh_token: SecretStr | None = Field(
+        default=None, description="A refresh token of that client: the source mints its own access tokens."
+    )
+    token_url: str = Field(default=GOOGLE_OAUTH_ENDPOINT, description="Google's OAuth 2 token endpoint.")
+
+    @model_validator(mode="after")
+    def _one_way_to_sign_in(self) -> Self:
+        refresh = (self.client_id, self.client_secret, self.refresh_token)
+        if self.access_token is not None and any(refresh):
+            raise ValueError("give access_token or client_id/client_secret/refresh_token, not both")
+        if self.access_token is None and not all(refresh):
+            raise ValueError(
+                "give access_token (expires after an hour), or client_id, client_secret and refresh_token"
+            )
+        return self
+
+
+class GooglePlayConfig(GoogleAuthConfig):
+    """Which app, and how to sign in to read its reviews."""
 
     package_name: str = Field(
         pattern=PACKAGE_NAME, description="The app's package name (id=... in its Play Store URL)."
-    )
-    access_token: SecretStr = Field(
-        description="OAuth 2 access token with the androidpublisher scope; expires after an hour."
     )
     product: str | None = Field(default=None, description="Product name to file the reviews under.")
     translation_language: str | None = Field(
@@ -70,15 +98,93 @@ class GooglePlayConfig(HttpSourceConfig):
     )
 
 
-def google_api_error_action(response: httpx.Response) -> ErrorAction | None:
-    """Google APIs report quota exhaustion as 429, or as 403 with a quota reason: both are rate limiting."""
-    if response.status_code != 403:
-        return None
+class GoogleAccessToken:
+    """The bearer token a Google source sends: the configured one, or one minted from the refresh token."""
+
+    def __init__(self, config: GoogleAuthConfig, http: PoliteClient) -> None:
+        self._config = config
+        self._http = http
+        self._minted: str | None = None
+        self._expires_at = 0.0
+
+    @property
+    def renewable(self) -> bool:
+        return self._config.refresh_token is not None
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._current()}"}
+
+    def forget(self) -> None:
+        """Drop a minted token the API refused, so the next request mints a new one."""
+        self._minted = None
+
+    def _current(self) -> str:
+        if self._config.access_token is not None:
+            return self._config.access_token.get_secret_value()
+        if self._minted is None or self._http.clock() >= self._expires_at:
+            self._minted = self._mint()
+        return self._minted
+
+    def _mint(self) -> str:
+        config = self._config
+        response = self._http.request(
+            "POST",
+            config.token_url,
+            data={
+                "grant_type": "refresh_token",
+                "client_id": config.client_id or "",
+                "client_secret": _revealed(config.client_secret),
+                "refresh_token": _revealed(config.refresh_token),
+            },
+        )
+        body = self._http.json_of(response)
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise MalformedResponseError("Google's token endpoint answered without an access_token")
+        lifetime = body.get("expires_in")
+        lifetime = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
+        # Renew a minute early so that a token does not expire between the check and the request.
+        self._expires_at = self._http.clock() + max(0.0, lifetime - 60.0)
+        return token
+
+
+def _revealed(secret: SecretStr | None) -> str:
+    return secret.get_secret_value() if secret is not None else ""
+
+
+def get_google_json(
+    http: PoliteClient, access: GoogleAccessToken, url: str, params: Mapping[str, str | int]
+) -> Any:
+    """GET a Google API with the bearer token; a minted token the API refuses is minted again once."""
     try:
-        error = response.json().get("error", {})
-    except (ValueError, AttributeError):
+        try:
+            return http.get_json(url, params=params, headers=access.headers())
+        except BadCredentialsError as exc:
+            if not (access.renewable and exc.status == 401):
+                raise
+            access.forget()
+            return http.get_json(url, params=params, headers=access.headers())
+    except BadCredentialsError as exc:
+        hint = (
+            "Check that the refresh token is still valid and that its account may see this resource."
+            if access.renewable
+            else "Access tokens expire after an hour: mint a fresh one, or configure client_id, "
+            "client_secret and refresh_token so that the source mints its own."
+        )
+        raise BadCredentialsError(f"{exc} {hint}", status=exc.status) from None
+
+
+def google_api_error_action(response: httpx.Response) -> ErrorAction | None:
+    """Google's refinements: quota errors come as 429 or as 403 with a quota reason, and the token
+    endpoint refuses a revoked refresh token or a wrong client with 400/401 and an OAuth error code."""
+    try:
+        body = response.json()
+    except ValueError:
         return None
-    if not isinstance(error, dict):
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        return ErrorAction.BAD_CREDENTIALS if error in OAUTH_CREDENTIAL_ERRORS else None
+    if response.status_code != 403 or not isinstance(error, dict):
         return None
     reasons = {item.get("reason") for item in error.get("errors", []) if isinstance(item, dict)}
     if error.get("status") == "RESOURCE_EXHAUSTED" or reasons & GOOGLE_QUOTA_REASONS:
@@ -181,6 +287,10 @@ class GooglePlaySource(HttpSource):
     def classify(self, response: httpx.Response) -> ErrorAction | None:
         return google_api_error_action(response)
 
+    @functools.cached_property
+    def _access(self) -> GoogleAccessToken:
+        return GoogleAccessToken(self.config, self.http)
+
     def fetch_page(self, cursor: Cursor | None) -> Page:
         """One page of reviews; the cursor holds the page token within a run and the newest time between."""
         state = dict(cursor or {})
@@ -234,11 +344,7 @@ class GooglePlaySource(HttpSource):
             params["token"] = token
         if self.config.translation_language:
             params["translationLanguage"] = self.config.translation_language
-        headers = {"Authorization": f"Bearer {self.config.access_token.get_secret_value()}"}
-        try:
-            body = self.http.get_json(url, params=params, headers=headers)
-        except BadCredentialsError as exc:
-            raise BadCredentialsError(f"{exc} {EXPIRED_ACCESS_HINT}", status=exc.status) from None
+        body = get_google_json(self.http, self._access, url, params)
         if not isinstance(body, dict):
             raise MalformedResponseError(f"{self.service_name} answered {url} with no JSON object")
         # Google leaves out empty lists: an app with no recent reviews answers {}.

@@ -225,7 +225,7 @@ class RedditSource(HttpSource):
         return None
 
     def fetch_page(self, cursor: Cursor | None) -> Page:
-        """One page of one listing; the cursor walks the listings in order, each back to its last seen item."""
+        """One page of one listing; the cursor walks the listings in order, each back to the last item seen."""
         listings = listings_of(self.config)
         state = dict(cursor or {})
         since: dict[str, dict[str, Any]] = dict(state.get("since", {}))
@@ -344,8 +344,8 @@ class RedditSource(HttpSource):
         if not isinstance(token, str) or not token:
             error = body.get("error") if isinstance(body, dict) else None
             raise BadCredentialsError(
-                f"Reddit issued no access token ({error or 'no access_token in the answer'}). Check client_id "
-                "and client_secret, and that the app is of type 'script' or 'web app'."
+                f"Reddit issued no access token ({error or 'no access_token in its answer'}). "
+                "Check client_id and client_secret, and that the app is of type 'script' or 'web app'."
             )
         expires_in = body.get("expires_in", 3600)
         lifetime = float(expires_in) if isinstance(expires_in, int | float) else 3600.0

@@ -18,9 +18,9 @@ import feedparser
 from pydantic import Field, field_validator
 
 from scrapers.base import HttpSource, HttpSourceConfig
-from scrapers.contract import Cursor, Page
-from scrapers.http import MalformedResponseError, SourceError
-from scrapers.parsing import Extract, Join, Pick, RecordSpec, html_to_text, iso_datetime, text
+from scrapers.contract import Cursor, Malformed, Page, Record
+from scrapers.http import MalformedResponseError, NotFoundError, SourceError
+from scrapers.parsing import Join, Pick, RecordSpec, html_to_text, iso_datetime, text
 from scrapers.registry import register_source
 
 NOT_MODIFIED = 304
@@ -43,7 +43,9 @@ class RssConfig(HttpSourceConfig):
     @classmethod
     def _urls(cls, value: list[str]) -> list[str]:
         urls = [url.strip() for url in value]
-        bad = [url for url in urls if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc]
+        bad = [
+            url for url in urls if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc
+        ]
         if bad:
             raise ValueError(f"not http(s) URLs: {', '.join(bad)}")
         if len(set(urls)) != len(urls):
@@ -54,7 +56,8 @@ class RssConfig(HttpSourceConfig):
 def struct_time_utc(value: Any) -> datetime:
     """feedparser's parsed dates (time.struct_time, always UTC) as aware datetimes."""
     try:
-        return datetime(*value[:6], tzinfo=UTC)
+        year, month, day, hour, minute, second = value[:6]
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except (TypeError, ValueError):
         raise ValueError(f"{value!r} is not a time") from None
 
@@ -91,23 +94,27 @@ def _entry_spec(
     *, feed_url: str, feed: dict[str, Any], language: str | None, product: str | None
 ) -> RecordSpec:
     feed_language = Pick("language")(feed) or language
-    feed_updated: Extract = lambda _raw: Pick("updated_parsed", convert=struct_time_utc)(feed)  # noqa: E731
+    feed_updated = Pick("updated_parsed", convert=struct_time_utc)(feed)
+    entry_time = Pick("published_parsed", "updated_parsed", "created_parsed", convert=struct_time_utc)
+    entry_language = Pick("content.0.language", "summary_detail.language", "title_detail.language")
+
+    def created_at(raw: Any) -> Any:
+        return entry_time(raw) or feed_updated
+
+    def language_of(raw: Any) -> Any:
+        return entry_language(raw) or feed_language
+
     return RecordSpec(
         external_id=Pick("id", "link", convert=text),
         text=Join(Pick("title", convert=html_to_text), _entry_body),
-        created_at=lambda raw: (
-            Pick("published_parsed", "updated_parsed", "created_parsed", convert=struct_time_utc)(raw)
-            or feed_updated(raw)
-        ),
+        created_at=created_at,
         author=Pick("author", "author_detail.name"),
-        language=lambda raw: (
-            Pick("content.0.language", "summary_detail.language", "title_detail.language")(raw) or feed_language
-        ),
+        language=language_of,
         url=_entry_url,
         product=(lambda _raw: product) if product else None,
         metadata={
             "feed_url": lambda _raw: feed_url,
-            "feed_title": lambda _raw: Pick("title")(feed),
+            "feed_title": lambda _raw: feed.get("title"),
             "title": Pick("title", convert=html_to_text),
             "tags": _tags,
             "comments_url": Pick("comments"),
@@ -137,8 +144,8 @@ class RssSource(HttpSource):
         url = self.config.feed_urls[index]
         seen = feeds.get(url, {})
 
-        records = []
-        malformed = []
+        records: list[Record] = []
+        malformed: list[Malformed] = []
         parsed = self._fetch(url, seen)
         if parsed is not None:
             document, validators = parsed
@@ -172,6 +179,10 @@ class RssSource(HttpSource):
             headers["If-Modified-Since"] = seen["last_modified"]
         try:
             response = self.http.get(url, headers=headers)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"there is no feed at {url} (HTTP {exc.status}). Check the feed URL.", status=exc.status
+            ) from None
         except SourceError as exc:
             if exc.status == NOT_MODIFIED:
                 return None

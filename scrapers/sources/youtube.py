@@ -219,8 +219,9 @@ class YouTubeSource(HttpSource):
             if self._error_reason in QUOTA_REASONS:
                 wait = seconds_until_quota_reset(datetime.now(UTC))
                 raise RateLimitedError(
-                    f"the YouTube Data API quota of this key's project is used up for today; it resets at "
-                    f"midnight Pacific time, in {wait / 3600:.1f} h. Ask Google for more quota or collect less.",
+                    "the YouTube Data API quota of this key's project is used up for today; it resets at "
+                    f"midnight Pacific time, in {wait / 3600:.1f} h. "
+                    "Ask Google for more quota or collect less.",
                     status=exc.status,
                     retry_after=wait,
                 ) from None
@@ -234,7 +235,8 @@ class YouTubeSource(HttpSource):
                 return None
             if exc.action is ErrorAction.NOT_FOUND:
                 raise type(exc)(
-                    f"YouTube has no {target.key.replace(':', ' ')} (HTTP {exc.status}). Check the configured id.",
+                    f"YouTube has no {target.key.replace(':', ' ')} (HTTP {exc.status}). "
+                    "Check the configured id.",
                     status=exc.status,
                 ) from None
             raise

@@ -282,6 +282,18 @@ def test_an_expired_token_is_a_clear_error_without_the_token() -> None:
     assert TOKEN not in message
 
 
+def test_signs_in_with_a_refresh_token() -> None:
+    token = {"access_token": "ya29.minted", "expires_in": 3599, "token_type": "Bearer"}
+    transport = ReplayTransport(Route("POST", r"^/token$", [json_response(token)]), *every_location().routes)
+    refresh = {"client_id": "1234-abc.apps.googleusercontent.com", "client_secret": "s", "refresh_token": "r"}
+    settings = GoogleBusinessConfig.model_validate({"account_id": ACCOUNT, "locations": LOCATIONS, **refresh})
+    sink, result = run_source(GoogleBusinessSource(settings, transport=transport, sleep=FakeSleep()))
+    assert result.done and len(sink.records) == 6
+    assert {request.headers.get("Authorization") for request in transport.requests[1:]} == {
+        "Bearer ya29.minted"
+    }
+
+
 def test_an_unknown_location_names_the_location() -> None:
     transport = ReplayTransport(
         berlin_first(google_error(404, "Requested entity was not found.", "NOT_FOUND"))

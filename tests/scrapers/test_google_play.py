@@ -260,6 +260,73 @@ def test_an_expired_token_is_a_clear_error_without_the_token() -> None:
     assert len(transport.requests) == 1
 
 
+REFRESH = {
+    "client_id": "1234-abc.apps.googleusercontent.com",
+    "client_secret": "GOCSPX-secret",
+    "refresh_token": "1//0g-refresh-secret",
+}
+
+
+def minted(token: str, lifetime: int = 3599) -> httpx.Response:
+    scope = "https://www.googleapis.com/auth/androidpublisher"
+    return json_response(
+        {"access_token": token, "expires_in": lifetime, "scope": scope, "token_type": "Bearer"}
+    )
+
+
+def refreshing_source(transport: ReplayTransport, sleep: FakeSleep | None = None) -> GooglePlaySource:
+    settings = GooglePlayConfig.model_validate({"package_name": "com.example.shop", **REFRESH})
+    sleep = sleep or FakeSleep()
+    return GooglePlaySource(settings, transport=transport, sleep=sleep, clock=sleep.clock)
+
+
+def test_mints_its_own_access_token_from_a_refresh_token() -> None:
+    transport = ReplayTransport(
+        Route("POST", r"^/token$", [minted("ya29.minted-1")]), second_page(), first_page()
+    )
+    sink, result = run_source(refreshing_source(transport))
+    assert result.done and len(sink.records) == 5
+    token_request, *api_requests = transport.requests
+    assert str(token_request.url) == "https://oauth2.googleapis.com/token"
+    assert dict(httpx.QueryParams(token_request.content.decode())) == {
+        "grant_type": "refresh_token",
+        **REFRESH,
+    }
+    assert [request.headers["Authorization"] for request in api_requests] == ["Bearer ya29.minted-1"] * 2
+
+
+def test_a_minted_token_is_renewed_when_it_expires_or_is_refused() -> None:
+    refused = google_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED")
+    transport = ReplayTransport(
+        Route(
+            "POST",
+            r"^/token$",
+            [minted("ya29.minted-1"), minted("ya29.minted-2", lifetime=70), minted("ya29.minted-3")],
+        ),
+        second_page(),
+        first_page(refused, json_response(load_json(KIND, "page1.json"))),
+    )
+    # Three requests a minute: every request waits 20 s, so a 70 s token is stale by the second page.
+    sink, result = run_source(refreshing_source(transport))
+    assert result.done and len(sink.records) == 5
+    sent = [request.headers.get("Authorization") for request in transport.requests if request.method == "GET"]
+    assert sent == ["Bearer ya29.minted-1", "Bearer ya29.minted-2", "Bearer ya29.minted-3"]
+
+
+def test_a_revoked_refresh_token_is_a_clear_error_without_secrets() -> None:
+    revoked = json_response(
+        {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, 400
+    )
+    transport = ReplayTransport(Route("POST", r"^/token$", [revoked]))
+    with pytest.raises(BadCredentialsError) as caught:
+        run_source(refreshing_source(transport))
+    message = str(caught.value)
+    assert "Token has been expired or revoked." in message
+    assert "refresh token is still valid" in message
+    assert not any(secret in message for secret in ("GOCSPX-secret", "1//0g-refresh-secret"))
+    assert len(transport.requests) == 1
+
+
 def test_an_app_the_account_cannot_see_is_not_found() -> None:
     missing = google_error(404, "No application was found for the given package name.", "NOT_FOUND")
     transport = ReplayTransport(first_page(missing))
@@ -280,6 +347,15 @@ def test_config_is_validated_through_the_registry() -> None:
             {"package_name": "com.example.shop", "access_token": {"env": "PLAY_TOKEN"}},
             environ={},
         )
+    with pytest.raises(ValueError, match="not both"):
+        build_source(
+            "google_play.v1", {"package_name": "com.example.shop", "access_token": "x", **REFRESH}, environ={}
+        )
+    with pytest.raises(ValueError, match="client_id, client_secret and refresh_token"):
+        build_source("google_play.v1", {"package_name": "com.example.shop", "refresh_token": "x"}, environ={})
+    masked = masked_config("google_play.v1", {"package_name": "com.example.shop", **REFRESH})
+    assert masked["client_secret"] == masked["refresh_token"] == "********"
+    assert masked["client_id"] == REFRESH["client_id"]
     raw = {"package_name": "com.example.shop", "access_token": {"env": "PLAY_TOKEN"}}
     source = build_source("google_play.v1", raw, environ={"PLAY_TOKEN": TOKEN})
     assert isinstance(source, GooglePlaySource)

@@ -46,13 +46,14 @@ def make_source(
 
 
 def timeline_page(name: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    """A tag timeline page with the Link header Mastodon sends (next: max_id = oldest, prev: min_id = newest)."""
+    """A tag timeline page with Mastodon's Link header (next: max_id = oldest, prev: min_id = newest)."""
     statuses: list[dict[str, Any]] = load_json(KIND, name)
     all_headers = dict(headers or {})
     if statuses:
         base = f"{INSTANCE}/api/v1/timelines/tag/AcmeApp?limit=40"
         all_headers["Link"] = (
-            f'<{base}&max_id={statuses[-1]["id"]}>; rel="next", <{base}&min_id={statuses[0]["id"]}>; rel="prev"'
+            f'<{base}&max_id={statuses[-1]["id"]}>; rel="next", '
+            f'<{base}&min_id={statuses[0]["id"]}>; rel="prev"'
         )
     return json_response(statuses, headers=all_headers)
 
@@ -87,7 +88,8 @@ def test_reads_every_page_of_every_query_to_the_end() -> None:
 
     first = records["113500000000000008"]
     assert first.text == (
-        "The new #AcmeApp checkout keeps timing out on my phone & the retry button does nothing.\n\nAnyone else?"
+        "The new #AcmeApp checkout keeps timing out on my phone & the retry button does nothing."
+        "\n\nAnyone else?"
     )
     assert first.author == "alice"
     assert first.language == "en"

@@ -1,0 +1,191 @@
+"""The scheduler: one leader per database, each job once per tick, a standby taking over."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from service.config import Settings
+from service.db.engine import make_session_factory
+from service.db.models import SchedulerRun
+from service.scheduler import CURRENT_TICK, FileLeaderLock, JobSpec, Scheduler, leader_lock_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_one_file_lock_holder_at_a_time(tmp_path: Path) -> None:
+    first, second = FileLeaderLock(tmp_path / "s.lock"), FileLeaderLock(tmp_path / "s.lock")
+    assert first.acquire()
+    assert not second.acquire()
+    first.release()
+    assert second.acquire() and second.still_held()
+    second.release()
+
+
+def test_the_lock_fits_the_database(engine: Engine, settings: Settings) -> None:
+    lock = leader_lock_for(engine, settings)
+    assert type(lock).__name__ == (
+        "PostgresLeaderLock" if engine.dialect.name == "postgresql" else "FileLeaderLock"
+    )
+    other = leader_lock_for(engine, settings)
+    assert lock.acquire()
+    try:
+        assert not other.acquire()
+    finally:
+        lock.release()
+    assert other.acquire()
+    other.release()
+
+
+def _ticks(session: Session) -> list[SchedulerRun]:
+    session.expire_all()
+    return list(
+        session.scalars(
+            select(SchedulerRun).where(SchedulerRun.job_id == "probe").order_by(SchedulerRun.scheduled_for)
+        )
+    )
+
+
+def test_a_standby_takes_over_and_no_tick_runs_twice(
+    engine: Engine, settings: Settings, session: Session
+) -> None:
+    settings = settings.model_copy(update={"scheduler_leader_poll_seconds": 0.2})
+    seen: list[tuple[str, datetime]] = []
+    lock = threading.Lock()
+
+    def make(owner: str) -> Scheduler:
+        def probe(_stop: threading.Event) -> None:
+            tick = CURRENT_TICK.get()
+            assert tick is not None
+            with lock:
+                seen.append((owner, tick))
+
+        return Scheduler(
+            settings=settings,
+            engine=engine,
+            session_factory=make_session_factory(engine),
+            jobs=[JobSpec("probe", probe, interval_seconds=0.5)],
+            collect=False,
+            owner=owner,
+        )
+
+    first, second = make("first"), make("second")
+    first.start()
+    deadline = time.monotonic() + 10
+    while not first.is_leader and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second.start()
+    time.sleep(2.0)
+    assert first.is_leader and not second.is_leader
+    first.stop()
+    deadline = time.monotonic() + 10
+    while not second.is_leader and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2.0)
+    second.stop()
+
+    owners = Counter(owner for owner, _ in seen)
+    assert owners["first"] >= 3 and owners["second"] >= 3
+    ticks = [tick for _, tick in seen]
+    assert len(ticks) == len(set(ticks)), "a tick ran twice"
+    assert all(tick.microsecond in (0, 500_000) for tick in ticks), "ticks are aligned to the interval"
+    rows = _ticks(session)
+    assert {(row.owner, row.scheduled_for) for row in rows} == set(seen)
+    assert all(row.status == "completed" and row.finished_at is not None for row in rows)
+
+
+def test_a_failing_job_is_recorded_and_the_others_go_on(
+    engine: Engine, settings: Settings, session: Session
+) -> None:
+    ran = threading.Event()
+
+    def broken(_stop: threading.Event) -> None:
+        raise RuntimeError("boom")
+
+    def fine(_stop: threading.Event) -> None:
+        ran.set()
+
+    scheduler = Scheduler(
+        settings=settings.model_copy(update={"scheduler_leader_poll_seconds": 0.2}),
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        jobs=[JobSpec("broken", broken, interval_seconds=0.5), JobSpec("probe", fine, interval_seconds=0.5)],
+        collect=False,
+    )
+    scheduler.start()
+    assert ran.wait(10)
+    time.sleep(1.0)
+    scheduler.stop()
+    failures = session.scalars(select(SchedulerRun).where(SchedulerRun.job_id == "broken")).all()
+    assert failures and all(row.status == "failed" and row.error == "RuntimeError: boom" for row in failures)
+
+
+@pytest.mark.slow
+def test_two_scheduler_processes_run_each_tick_once(
+    database_url: str, tmp_path: Path, session: Session
+) -> None:
+    out = tmp_path / "ticks.txt"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def spawn() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.scheduler_probe", database_url, str(tmp_path / "var"), str(out)],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    processes = [spawn(), spawn()]
+    try:
+        for process in processes:
+            assert process.stdout is not None and process.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(_lines(out)) < 4:
+            time.sleep(0.2)
+        leaders = {pid for pid, _ in _lines(out)}
+        assert len(leaders) == 1, "both processes ran the job"
+        leader = next(process for process in processes if process.pid in leaders)
+        leader.send_signal(signal.SIGKILL)
+        leader.wait(10)
+        killed_at = len(_lines(out))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(_lines(out)) < killed_at + 4:
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(20)
+
+    lines = _lines(out)
+    ticks = [tick for _, tick in lines]
+    assert len(ticks) == len(set(ticks)), "a tick ran twice"
+    assert len({pid for pid, _ in lines}) == 2, "the standby never took over"
+    gaps = [later - earlier for earlier, later in zip(sorted(ticks), sorted(ticks)[1:], strict=False)]
+    assert max(gaps) <= timedelta(seconds=15), "the handover took too long"
+    rows = _ticks(session)
+    assert len(rows) == len({row.scheduled_for for row in rows}) >= len(ticks)
+
+
+def _lines(path: Path) -> list[tuple[int, datetime]]:
+    if not path.exists():
+        return []
+    result = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        pid, _, tick = line.partition(" ")
+        if tick:
+            result.append((int(pid), datetime.fromisoformat(tick)))
+    return result
