@@ -290,7 +290,8 @@ class PoliteClient:
 
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or X-RateLimit-Reset."""
+    """Seconds to wait from Retry-After (delta-seconds or an HTTP date), RateLimit-ResetTime (Yelp) or
+    X-RateLimit-Reset (X: an epoch time; Reddit: seconds from now)."""
     value = headers.get("retry-after")
     if value:
         value = value.strip()
@@ -303,6 +304,16 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: datetime) -> float |
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         return max(0.0, (when - now).total_seconds())
+    reset_time = headers.get("ratelimit-resettime")  # Yelp: an ISO 8601 time
+    if reset_time:
+        try:
+            when = datetime.fromisoformat(reset_time.strip().replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, (when - now).total_seconds())
     reset = headers.get("x-rate-limit-reset") or headers.get("x-ratelimit-reset")
     if reset and reset.strip().isdigit():
         number = float(reset)

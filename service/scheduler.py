@@ -371,7 +371,7 @@ class Scheduler:
                     interval_seconds=source.schedule_interval_seconds,
                     cron=source.schedule_cron,
                 )
-                first_run = now if (requested or source.last_run_at is None) else None
+                first_run = now if (requested or _overdue(source, now=now)) else None
                 self._add(spec, next_run_time=first_run)
                 self._collect_jobs[name] = schedule
             elif requested:
@@ -391,6 +391,22 @@ class Scheduler:
             run_collector(self.session_factory, name=name, settings=self.settings, trigger=trigger, stop=stop)
         except SourceBusyError:
             logger.info("collector still running from an earlier tick", extra={"source": name})
+
+
+def _overdue(source: Source, *, now: datetime) -> bool:
+    """Never run, cut short by a stopped process, or due while no scheduler ran: run at once (missed runs
+    coalesce into this one)."""
+    if source.last_run_at is None or source.lease_owner is not None:
+        return True
+    if source.schedule_cron is not None:
+        from apscheduler.triggers.cron import CronTrigger
+
+        due = CronTrigger.from_crontab(source.schedule_cron, timezone=UTC).get_next_fire_time(
+            None, source.last_run_at
+        )
+        return due is not None and due <= now
+    assert source.schedule_interval_seconds is not None
+    return source.last_run_at + timedelta(seconds=source.schedule_interval_seconds) <= now
 
 
 def _collect_job(scheduler: Scheduler, name: str) -> JobFunction:

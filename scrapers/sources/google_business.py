@@ -37,7 +37,7 @@ from scrapers.http import (
 )
 from scrapers.parsing import Pick, RecordSpec, iso_datetime, lookup, star_word, text
 from scrapers.registry import register_source
-from scrapers.sources.google_play import (
+from scrapers.sources._google import (
     GoogleAccessToken,
     GoogleAuthConfig,
     get_google_json,

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias, TypeVar
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -46,21 +46,24 @@ T = TypeVar("T")
 
 FETCH_ITEMS = "(UID INTERNALDATE BODY.PEEK[])"
 
+ImapData: TypeAlias = list[Any]
+"""The data part of an imaplib reply: bytes lines, (header, literal) tuples, or None."""
+
 
 class ImapClient(Protocol):
     """The few ``imaplib.IMAP4`` calls the source makes, so that tests can replay a mailbox."""
 
-    def login(self, user: str, password: str) -> tuple[str, list[Any]]: ...
+    def login(self, user: str, password: str) -> tuple[str, ImapData]: ...
 
-    def select(self, mailbox: str = "INBOX", readonly: bool = False) -> tuple[str, list[Any]]: ...
+    def select(self, mailbox: str = "INBOX", readonly: bool = False) -> tuple[str, ImapData]: ...
 
-    def response(self, code: str) -> tuple[str, list[Any]]: ...
+    def response(self, code: str) -> tuple[str, ImapData]: ...
 
-    def uid(self, command: str, *args: str) -> tuple[str, list[Any]]: ...
+    def uid(self, command: str, *args: str) -> tuple[str, ImapData]: ...
 
-    def list(self, directory: str = '""', pattern: str = "*") -> tuple[str, list[Any]]: ...
+    def list(self, directory: str = '""', pattern: str = "*") -> tuple[str, ImapData]: ...
 
-    def logout(self) -> tuple[str, list[Any]]: ...
+    def logout(self) -> tuple[str, ImapData]: ...
 
 
 class ImapConfig(SourceConfig):
@@ -144,11 +147,11 @@ class ImapSource(Source):
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
     ) -> None:
+        """``clock`` is accepted so every source is built alike; IMAP has no request rate to keep."""
         assert isinstance(config, ImapConfig)
         self.config = config
         self._connect = connect or connect_imap
         self._sleep = sleep
-        self._clock = clock
         self._jitter = jitter
         self._policy = HttpPolicy(timeout_seconds=config.timeout_seconds)
         self._session: _Session | None = None
@@ -401,7 +404,7 @@ def message_record(message: FetchedMessage, *, folder: str, product: str | None 
             metadata[key] = value
     if body_type:
         metadata["body_type"] = body_type
-    if any(True for _part in parsed.iter_attachments()) if parsed.is_multipart() else False:
+    if parsed.is_multipart() and next(parsed.iter_attachments(), None) is not None:
         metadata["has_attachments"] = True
     return Record(
         external_id=message_id_of(message.raw),

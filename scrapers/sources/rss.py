@@ -3,12 +3,15 @@
 Each configured feed URL is fetched with a conditional GET (``If-None-Match``/``If-Modified-Since`` from the
 previous run), so an unchanged feed costs one short 304 answer, and parsed with ``feedparser``. A feed only
 shows its latest entries (often 10-50), so a source that runs less often than the feed fills up misses the
-entries that scrolled off in between. Entries older than the newest one a previous run saw are skipped.
-Feeds are web pages to the site that serves them: robots.txt is honoured. Nothing is needed but the URLs.
+entries that scrolled off in between. The cursor keeps a short hash of every entry id of each feed's last
+version, and only entries that were not in it are returned: entries that appear late with an older date are
+not lost, as a newest-date cursor would lose them. Feeds are web pages to the site that serves them:
+robots.txt is honoured. Nothing is needed but the URLs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -20,7 +23,7 @@ from pydantic import Field, field_validator
 from scrapers.base import HttpSource, HttpSourceConfig
 from scrapers.contract import Cursor, Malformed, Page, Record
 from scrapers.http import MalformedResponseError, NotFoundError, SourceError
-from scrapers.parsing import Join, Pick, RecordSpec, html_to_text, iso_datetime, text
+from scrapers.parsing import Join, Pick, RecordSpec, html_to_text, text
 from scrapers.registry import register_source
 
 NOT_MODIFIED = 304
@@ -51,6 +54,18 @@ class RssConfig(HttpSourceConfig):
         if len(set(urls)) != len(urls):
             raise ValueError("a feed URL is listed twice")
         return urls
+
+
+def entry_hash(external_id: str) -> str:
+    """A short, stable stand-in for an entry id in the cursor (feed ids are often long URLs)."""
+    return hashlib.sha256(external_id.encode()).hexdigest()[:16]
+
+
+def _entry_ids(entries: Any) -> list[str]:
+    """The ids of a feed's entries, as the records' external ids spell them."""
+    extract = Pick("id", "link")
+    ids = [extract(entry) for entry in entries]
+    return [str(entry_id).strip() for entry_id in ids if isinstance(entry_id, str | int) and str(entry_id).strip()]
 
 
 def struct_time_utc(value: Any) -> datetime:
@@ -137,7 +152,7 @@ class RssSource(HttpSource):
     def fetch_page(self, cursor: Cursor | None) -> Page:
         """One feed; the cursor walks the feeds in order and keeps each one's validators and newest entry."""
         state = dict(cursor or {})
-        feeds: dict[str, dict[str, str]] = {url: dict(seen) for url, seen in state.get("feeds", {}).items()}
+        feeds: dict[str, dict[str, Any]] = {url: dict(seen) for url, seen in state.get("feeds", {}).items()}
         index = int(state.get("feed_index", 0))
         if index >= len(self.config.feed_urls):  # the configuration changed since the cursor was saved
             index = 0
@@ -154,12 +169,16 @@ class RssSource(HttpSource):
                 feed_url=url, feed=feed, language=self.config.language, product=self.config.product
             )
             records, malformed = spec.parse_all(document.get("entries", []), where=f"{url} entries")
-            previous = iso_datetime(seen["newest"]) if "newest" in seen else None
-            # Equal times are kept: storage drops the ones already stored by their entry id.
-            records = [record for record in records if previous is None or record.created_at >= previous]
-            newest = max((record.created_at for record in records), default=previous)
-            seen = {**validators, **({"newest": newest.isoformat()} if newest is not None else {})}
-            feeds[url] = seen
+            previous = set(seen.get("ids", []))
+            records = [record for record in records if entry_hash(record.external_id) not in previous]
+            # An unreadable entry is reported once, not again each time the feed changes around it.
+            malformed = [
+                report
+                for report in malformed
+                if report.external_id is None or entry_hash(report.external_id) not in previous
+            ]
+            current = {entry_hash(entry_id) for entry_id in _entry_ids(document.get("entries", []))}
+            feeds[url] = {**validators, "ids": sorted(current)}
 
         if index + 1 < len(self.config.feed_urls):
             return Page(
@@ -170,7 +189,7 @@ class RssSource(HttpSource):
             )
         return Page(records=records, cursor={"feeds": feeds}, done=True, malformed=malformed)
 
-    def _fetch(self, url: str, seen: dict[str, str]) -> tuple[Any, dict[str, str]] | None:
+    def _fetch(self, url: str, seen: dict[str, Any]) -> tuple[Any, dict[str, str]] | None:
         """The parsed feed and its new cache validators, or None when it has not changed since last time."""
         headers = {"Accept": ACCEPT}
         if "etag" in seen:

@@ -5,10 +5,10 @@
 a ``links`` list whose ``next-page`` entry says there is more. A run walks the pages until it reaches a review
 it has already seen, so every run after the first is short.
 
-Needs the API key of a Trustpilot app (Trustpilot Business: Integrations > API) and the business unit id
-(``GET /v1/business-units/find?name=example.com`` returns it). Public reviews only: no consumer e-mail or
-order reference (those need the private, OAuth-only endpoint). Product reviews are a different API.
-Trustpilot rate-limits API keys; a 429 is waited out or defers the run.
+Needs the API key of a Trustpilot app (from the Trustpilot Business account's API settings) and the
+business unit id (``GET /v1/business-units/find?name=example.com`` returns it). Public reviews only: no
+consumer e-mail or order reference (those need the private, OAuth-only endpoint). Product reviews are a
+different API. Trustpilot rate-limits API keys; a 429 is waited out or defers the run.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from scrapers.base import HttpSource, HttpSourceConfig
 from scrapers.contract import Cursor, Page
-from scrapers.http import ErrorAction, MalformedResponseError, RateLimitedError, SourceError
+from scrapers.http import ErrorAction, MalformedResponseError, NotFoundError, RateLimitedError, SourceError
 from scrapers.parsing import Pick, RecordSpec, iso_datetime, text
 from scrapers.registry import register_source
 
@@ -144,7 +144,9 @@ class YouTubeSource(HttpSource):
         # Google answers many different faults with 403 (or 400); its error 'reason' tells them apart.
         self._error_reason = google_error_reason(response)
         reason = self._error_reason
-        if reason in QUOTA_REASONS or reason in RATE_REASONS:
+        if reason in QUOTA_REASONS:
+            return ErrorAction.FAIL  # retrying before the daily reset cannot help; fetch defers the run
+        if reason in RATE_REASONS:
             return ErrorAction.RATE_LIMITED
         if reason in KEY_REASONS:
             return ErrorAction.BAD_CREDENTIALS
@@ -215,7 +217,7 @@ class YouTubeSource(HttpSource):
         self._error_reason = None
         try:
             body = self.http.get_json(f"{self.base_url}/commentThreads", params=params, headers=headers)
-        except RateLimitedError as exc:
+        except SourceError as exc:
             if self._error_reason in QUOTA_REASONS:
                 wait = seconds_until_quota_reset(datetime.now(UTC))
                 raise RateLimitedError(
@@ -225,16 +227,14 @@ class YouTubeSource(HttpSource):
                     status=exc.status,
                     retry_after=wait,
                 ) from None
-            raise
-        except SourceError as exc:
             if self._error_reason == "commentsDisabled" and target.filter_name == "videoId":
                 logger.info(
                     "comments are turned off on this video; skipping it",
                     extra={"service": self.service_name, "video_id": target.value},
                 )
                 return None
-            if exc.action is ErrorAction.NOT_FOUND:
-                raise type(exc)(
+            if isinstance(exc, NotFoundError):
+                raise NotFoundError(
                     f"YouTube has no {target.key.replace(':', ' ')} (HTTP {exc.status}). "
                     "Check the configured id.",
                     status=exc.status,

@@ -13,7 +13,7 @@ from scrapers.http import (
     TransientError,
 )
 from scrapers.registry import SourceConfigError, build_source
-from scrapers.sources.rss import RssConfig, RssSource
+from scrapers.sources.rss import RssConfig, RssSource, entry_hash
 from tests.scrapers.replay import FakeSleep, ReplayTransport, Route, load_bytes, raw_response, run_source
 
 KIND = "rss"
@@ -115,9 +115,9 @@ def test_reads_every_feed_to_the_end() -> None:
     assert sink.cursor["feeds"][NEWS] == {
         "etag": NEWS_ETAG,
         "last_modified": NEWS_MODIFIED,
-        "newest": "2026-11-20T10:15:00+00:00",
+        "ids": sorted(entry_hash(entry_id) for entry_id in records if entry_id.startswith("https://news.")),
     }
-    assert sink.cursor["feeds"][FORUM] == {"newest": "2026-11-20T08:20:00+00:00"}
+    assert sink.cursor["feeds"][FORUM] == {"ids": [entry_hash("https://forum.example.co.th/t/9921")]}
 
 
 def test_next_run_uses_conditional_gets_and_skips_what_it_saw() -> None:
@@ -131,17 +131,18 @@ def test_next_run_uses_conditional_gets_and_skips_what_it_saw() -> None:
     )
     sink2, result = run_source(make_source(later), cursor=sink.cursor)
     assert result.done and result.pages == 4
-    # The new entry, and the one at the newest time seen before (storage drops it by its id).
-    assert [record.external_id for record in sink2.records] == [
-        "https://news.example.com/?p=48240",
-        "https://news.example.com/?p=48211",
-        "https://forum.example.co.th/t/9921",
-    ]
+    # Only the entry that was not in the feed last time; the unchanged forum feed adds nothing.
+    assert [record.external_id for record in sink2.records] == ["https://news.example.com/?p=48240"]
     news_request = next(request for request in later.requests if request.url.path == "/feed/")
     assert news_request.headers["If-None-Match"] == NEWS_ETAG
     assert news_request.headers["If-Modified-Since"] == NEWS_MODIFIED
     assert sink2.cursor is not None
-    assert sink2.cursor["feeds"][NEWS] == {"etag": '"5f3a-61c2ffff"', "newest": "2026-11-21T08:00:00+00:00"}
+    assert sink2.cursor["feeds"][NEWS] == {
+        "etag": '"5f3a-61c2ffff"',
+        "ids": sorted(
+            entry_hash(f"https://news.example.com/?p={post}") for post in ("48240", "48211", "48190")
+        ),
+    }
     assert sink2.cursor["feeds"][BLOG] == sink.cursor["feeds"][BLOG]  # type: ignore[index]
 
 

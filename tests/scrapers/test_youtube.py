@@ -178,6 +178,7 @@ def test_a_spent_daily_quota_defers_the_run_to_midnight_pacific() -> None:
     with pytest.raises(RateLimitedError, match=r"quota .* is used up for today") as caught:
         run_source(make_source(transport))
     assert caught.value.retry_after is not None and 0 < caught.value.retry_after <= 25 * 3600
+    assert len(transport.requests) == 1  # no retries: the quota only comes back at the reset
 
 
 def test_quota_resets_at_midnight_in_california() -> None:
