@@ -306,14 +306,15 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: datetime) -> float |
         return max(0.0, (when - now).total_seconds())
     reset_time = headers.get("ratelimit-resettime")  # Yelp: an ISO 8601 time
     if reset_time:
+        reset_at: datetime | None
         try:
-            when = datetime.fromisoformat(reset_time.strip().replace("Z", "+00:00"))
+            reset_at = datetime.fromisoformat(reset_time.strip().replace("Z", "+00:00"))
         except ValueError:
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max(0.0, (when - now).total_seconds())
+            reset_at = None
+        if reset_at is not None:
+            if reset_at.tzinfo is None:
+                reset_at = reset_at.replace(tzinfo=UTC)
+            return max(0.0, (reset_at - now).total_seconds())
     reset = headers.get("x-rate-limit-reset") or headers.get("x-ratelimit-reset")
     if reset and reset.strip().isdigit():
         number = float(reset)

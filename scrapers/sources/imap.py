@@ -256,22 +256,30 @@ class ImapSource(Source):
             attempt += 1
             try:
                 return operation()
+            except SourceError:
+                raise
             except _TRANSIENT as exc:
+                failure: BaseException = exc
+            except imaplib.IMAP4.error as exc:
                 self._drop_session()
-                if attempt >= self._policy.max_attempts:
-                    raise TransientError(
-                        f"the IMAP server {self.config.host} did not answer properly ({_describe(exc)}) "
-                        f"after {attempt} attempts"
-                    ) from None
-                ceiling = min(
-                    self._policy.backoff_max_seconds, self._policy.backoff_base_seconds * 2.0 ** (attempt - 1)
-                )
-                wait = ceiling * self._jitter()
-                logger.info(
-                    "IMAP request failed; retrying",
-                    extra={"host": self.config.host, "attempt": attempt, "wait_s": round(wait, 2)},
-                )
-                self._sleep(wait)
+                raise SourceError(
+                    f"the IMAP server {self.config.host} rejected a command: {_server_words(exc)}"
+                ) from None
+            self._drop_session()
+            if attempt >= self._policy.max_attempts:
+                raise TransientError(
+                    f"the IMAP server {self.config.host} did not answer properly ({_describe(failure)}) "
+                    f"after {attempt} attempts"
+                ) from None
+            ceiling = min(
+                self._policy.backoff_max_seconds, self._policy.backoff_base_seconds * 2.0 ** (attempt - 1)
+            )
+            wait = ceiling * self._jitter()
+            logger.info(
+                "IMAP request failed; retrying",
+                extra={"host": self.config.host, "attempt": attempt, "wait_s": round(wait, 2)},
+            )
+            self._sleep(wait)
 
     def _expect_ok(self, status: str, data: list[Any], doing: str) -> None:
         if status != "OK":

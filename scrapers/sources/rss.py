@@ -65,7 +65,9 @@ def _entry_ids(entries: Any) -> list[str]:
     """The ids of a feed's entries, as the records' external ids spell them."""
     extract = Pick("id", "link")
     ids = [extract(entry) for entry in entries]
-    return [str(entry_id).strip() for entry_id in ids if isinstance(entry_id, str | int) and str(entry_id).strip()]
+    return [
+        str(entry_id).strip() for entry_id in ids if isinstance(entry_id, str | int) and str(entry_id).strip()
+    ]
 
 
 def struct_time_utc(value: Any) -> datetime:

@@ -214,6 +214,27 @@ def test_malformed_entries_are_reported_and_the_rest_kept() -> None:
     assert reasons["https://news.example.com/2026/11/22/no-text/"] == "text is missing"
     assert reasons[None] == "external_id is missing"
 
+    again = ReplayTransport(robots(), Route("GET", r"^/feed/$", [feed("malformed_rss2.xml")]))
+    sink2, result2 = run_source(make_source(again, feed_urls=[NEWS]), cursor=sink.cursor)
+    assert sink2.records == []
+    assert [report.reason for report in result2.malformed] == ["external_id is missing"]  # no id to remember
+
+
+def test_an_entry_that_appears_late_with_an_older_date_is_not_lost() -> None:
+    sink, _ = run_source(make_source(full_run(), feed_urls=[NEWS]))
+    backdated = load_bytes(KIND, "news_rss2.xml").replace(
+        b"<item>",
+        b"<item><title>Acme press release from last week</title><link>https://news.example.com/pr/</link>"
+        b"<pubDate>Fri, 13 Nov 2026 09:00:00 +0000</pubDate><guid>https://news.example.com/?p=47000</guid>"
+        b"</item><item>",
+        1,
+    )
+    later = ReplayTransport(
+        robots(), Route("GET", r"^/feed/$", [raw_response(backdated, content_type="application/rss+xml")])
+    )
+    sink2, _ = run_source(make_source(later, feed_urls=[NEWS]), cursor=sink.cursor)
+    assert [record.external_id for record in sink2.records] == ["https://news.example.com/?p=47000"]
+
 
 def test_a_page_that_is_not_a_feed_fails_clearly() -> None:
     transport = ReplayTransport(robots(), Route("GET", r"^/feed/$", [feed("not_a_feed.html", "text/html")]))
