@@ -243,7 +243,10 @@ class PoliteClient:
             ErrorAction.FAIL: f"{self.service_name} rejected the request (HTTP {status}): {detail}",
         }
         error_class = _ERROR_CLASSES[action]
-        wait = retry_after if retry_after is not None else self._backoff(attempt)
+        # Some services send reset headers on every answer (Reddit): only a 429 or an explicit Retry-After
+        # sets the wait; a 5xx otherwise backs off.
+        explicit = action is ErrorAction.RATE_LIMITED or "retry-after" in response.headers
+        wait = retry_after if retry_after is not None and explicit else self._backoff(attempt)
         return error_class(messages[action], status=status, retry_after=retry_after), wait
 
     def _backoff(self, attempt: int) -> float:
@@ -291,7 +294,7 @@ class PoliteClient:
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: datetime) -> float | None:
     """Seconds to wait from Retry-After (delta-seconds or an HTTP date), RateLimit-ResetTime (Yelp) or
-    X-RateLimit-Reset (X: an epoch time; Reddit: seconds from now)."""
+    X-RateLimit-Reset (X: an epoch time; Reddit: seconds from now; Mastodon: an ISO 8601 time)."""
     value = headers.get("retry-after")
     if value:
         value = value.strip()
@@ -316,6 +319,14 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: datetime) -> float |
                 reset_at = reset_at.replace(tzinfo=UTC)
             return max(0.0, (reset_at - now).total_seconds())
     reset = headers.get("x-rate-limit-reset") or headers.get("x-ratelimit-reset")
+    if reset and not reset.strip().isdigit():  # Mastodon: an ISO 8601 time
+        try:
+            reset_at = datetime.fromisoformat(reset.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if reset_at.tzinfo is None:
+            reset_at = reset_at.replace(tzinfo=UTC)
+        return max(0.0, (reset_at - now).total_seconds())
     if reset and reset.strip().isdigit():
         number = float(reset)
         # An epoch timestamp (X) or seconds from now (Reddit).

@@ -58,3 +58,6 @@ def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # httpx logs every request URL at INFO; some services take keys in the query string.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -60,6 +60,7 @@ def test_retry_after_in_every_form() -> None:
     assert retry_after_seconds({"ratelimit-resettime": "2026-11-30T12:10:00+00:00"}, now=NOW) == 600
     assert retry_after_seconds({"x-rate-limit-reset": str(int(NOW.timestamp()) + 45)}, now=NOW) == 45
     assert retry_after_seconds({"x-ratelimit-reset": "30"}, now=NOW) == 30
+    assert retry_after_seconds({"x-ratelimit-reset": "2026-11-30T12:05:00.000Z"}, now=NOW) == 300
     assert retry_after_seconds({"retry-after": "soon"}, now=NOW) is None
     assert retry_after_seconds({}, now=NOW) is None
 
@@ -71,6 +72,15 @@ def test_backoff_doubles_with_jitter_and_gives_up() -> None:
         client(transport, sleep, requests_per_minute=6000).get("https://api.example.com/x")
     backoffs = [wait for wait in sleep.waits if wait > 0.02]
     assert backoffs == [0.5, 1.0, 2.0]
+
+
+def test_a_5xx_backs_off_even_when_reset_headers_say_otherwise() -> None:
+    sleep = FakeSleep()
+    transport = ReplayTransport(
+        Route("GET", "/x", [raw_response("", 503, headers={"x-ratelimit-reset": "600"}), json_response({})])
+    )
+    client(transport, sleep, requests_per_minute=6000).get("https://oauth.reddit.com/x")
+    assert max(sleep.waits) == 0.5
 
 
 def test_requests_are_spaced_by_the_rate_limit() -> None:

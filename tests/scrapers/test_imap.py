@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from scrapers.http import BadCredentialsError, NotFoundError, TransientError
+from scrapers.http import BadCredentialsError, NotFoundError, SourceError, TransientError
 from scrapers.registry import SourceConfigError, build_source, masked_config
 from scrapers.sources.imap import (
     FETCH_ITEMS,
@@ -320,6 +320,15 @@ def test_a_server_that_keeps_failing_is_a_transient_error() -> None:
         run_source(make_source(mailbox, sleep))
     assert mailbox.connections == 4
     assert sleep.waits == [0.5, 1.0, 2.0]
+
+
+def test_a_rejected_command_fails_without_retrying() -> None:
+    mailbox = FakeMailbox()
+    mailbox.fail("SEARCH", imaplib.IMAP4.error("SEARCH command error: BAD [b'Could not parse command']"))
+    with pytest.raises(SourceError, match="rejected a command: SEARCH command error") as caught:
+        run_source(make_source(mailbox))
+    assert not isinstance(caught.value, TransientError)
+    assert mailbox.connections == 1
 
 
 def test_fetch_replies_with_uid_after_the_literal_are_read() -> None:
