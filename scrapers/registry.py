@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from scrapers.contract import Source, SourceConfig
 
@@ -124,11 +124,13 @@ def _placeholder_environ(raw: Any) -> dict[str, str]:
 
 def masked_config(kind: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     """The stored config fit to show: literal secrets replaced by '********', env references kept."""
-    cls = source_class(kind)
+    return mask_secrets(source_class(kind).config_model, raw)
+
+
+def mask_secrets(model: type[BaseModel], raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` with the values of the model's ``SecretStr`` fields masked, unless they are env references."""
     secret_fields = {
-        name
-        for name, info in cls.config_model.model_fields.items()
-        if info.annotation in (SecretStr, SecretStr | None)
+        name for name, info in model.model_fields.items() if info.annotation in (SecretStr, SecretStr | None)
     }
     shown: dict[str, Any] = {}
     for key, value in raw.items():

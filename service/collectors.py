@@ -14,7 +14,7 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from scrapers.contract import Page, Record
+from scrapers.contract import Malformed, Page, Record
 from scrapers.http import ErrorAction, SourceError
 from scrapers.pii import redact_pii
 from scrapers.registry import (
@@ -30,6 +30,7 @@ from scrapers.registry import (
     UnknownSourceKindError,
     build_source,
     check_config_shape,
+    mask_secrets,
     masked_config,
     source_class,
     source_kinds,
@@ -67,6 +68,13 @@ def is_collector(source: Source) -> bool:
     return source.schedule_interval_seconds is not None or source.schedule_cron is not None
 
 
+def is_webhook(source: Source) -> bool:
+    """True for sources that survey tools push to (``POST /v1/webhooks/{name}``)."""
+    from service.webhooks import WEBHOOK_KINDS
+
+    return source.kind in WEBHOOK_KINDS
+
+
 def validate_schedule(*, interval_seconds: int | None, cron: str | None) -> None:
     """A schedule is an interval of at least a minute, or a five-field crontab line."""
     if interval_seconds is not None and cron is not None:
@@ -94,11 +102,17 @@ def create_source(
     enabled: bool = True,
     redact_pii: bool = True,
 ) -> Source:
-    """Register a collector source; its config is validated (secrets may be {"env": NAME} references)."""
-    _check_kind_and_config(kind, config)
-    if interval_seconds is None and cron is None:
+    """Register a collector or webhook source; its config is validated (secrets may be {"env": NAME})."""
+    webhook = _check_kind_and_config(kind, config)
+    if webhook:
+        if interval_seconds is not None or cron is not None:
+            raise CollectorError(
+                f"{kind} sources are pushed to, not scheduled: drop interval_seconds and cron"
+            )
+    elif interval_seconds is None and cron is None:
         interval_seconds = DEFAULT_INTERVAL_SECONDS
-    validate_schedule(interval_seconds=interval_seconds, cron=cron)
+    if not webhook:
+        validate_schedule(interval_seconds=interval_seconds, cron=cron)
     if session.scalar(select(Source.id).where(Source.name == name)) is not None:
         raise CollectorError(f"a source named {name!r} already exists", status=409)
     source = Source(
@@ -118,12 +132,14 @@ def create_source(
 
 
 def update_source(session: Session, *, name: str, changes: Mapping[str, Any]) -> Source:
-    """Change a collector's config, schedule, touchpoint, PII handling or enabled flag."""
-    source = get_collector(session, name=name)
+    """Change a collector's (or webhook's) config, schedule, touchpoint, PII handling or enabled flag."""
+    source = get_collector(session, name=name, webhooks=True)
     config = changes.get("config", source.config)
     if "config" in changes:
         _check_kind_and_config(source.kind, config)
         source.config = dict(config)
+    if ("interval_seconds" in changes or "cron" in changes) and is_webhook(source):
+        raise CollectorError(f"{source.kind} sources are pushed to, not scheduled")
     if "interval_seconds" in changes or "cron" in changes:
         interval = changes.get("interval_seconds")
         cron = changes.get("cron")
@@ -150,11 +166,17 @@ def request_run(session: Session, *, name: str) -> Source:
     return source
 
 
-def get_collector(session: Session, *, name: str) -> Source:
-    """The collector source called ``name``, or a 404 error."""
+def get_collector(session: Session, *, name: str, webhooks: bool = False) -> Source:
+    """The collector source called ``name`` (or webhook source, if asked), or a 404 error."""
     source = session.scalar(select(Source).where(Source.name == name))
     if source is None:
         raise CollectorError(f"no source is named {name!r}", status=404)
+    if webhooks and is_webhook(source):
+        return source
+    if is_webhook(source):
+        raise CollectorError(
+            f"source {name!r} is a webhook: survey tools push to it, it is never run", status=409
+        )
     if not is_collector(source):
         raise CollectorError(
             f"source {name!r} receives feedback through the API or file imports; it has no collector",
@@ -165,26 +187,41 @@ def get_collector(session: Session, *, name: str) -> Source:
 
 def shown_config(source: Source) -> dict[str, Any]:
     """The source's config with literal secrets masked."""
+    from service.webhooks import WEBHOOK_KINDS
+
+    if source.kind in WEBHOOK_KINDS:
+        return mask_secrets(WEBHOOK_KINDS[source.kind].config_model, source.config)
     try:
         return masked_config(source.kind, source.config)
     except UnknownSourceKindError:
         return {key: "********" for key in source.config}
 
 
-def _check_kind_and_config(kind: str, config: Mapping[str, Any]) -> None:
+def _check_kind_and_config(kind: str, config: Mapping[str, Any]) -> bool:
+    """Check the kind exists and the config fits it; True for a webhook kind."""
+    from service.webhooks import WEBHOOK_KINDS, check_webhook_config
+
+    if kind in WEBHOOK_KINDS:
+        check_webhook_config(kind, config)
+        return True
     try:
         source_class(kind)
-    except UnknownSourceKindError as exc:
-        raise CollectorError(str(exc)) from None
+    except UnknownSourceKindError:
+        raise CollectorError(
+            f"unknown source kind {kind!r}; known kinds: {', '.join(known_kinds())}"
+        ) from None
     try:
         check_config_shape(kind, config)
     except SourceConfigError as exc:
         raise CollectorError(str(exc)) from None
+    return False
 
 
 def known_kinds() -> list[str]:
-    """Every source kind a collector can be created with."""
-    return source_kinds()
+    """Every source kind a source can be created with: collectors, then webhooks."""
+    from service.webhooks import WEBHOOK_KINDS
+
+    return [*source_kinds(), *sorted(WEBHOOK_KINDS)]
 
 
 # ----------------------------------------------------------------------------------------------- health
@@ -501,26 +538,21 @@ class CollectorSink:
 
     def write(self, page: Page) -> None:
         """Store the page and move the cursor, or neither (a lost lease rolls the page back)."""
-        results: list[ItemResult] = []
-        valid: list[tuple[int, FeedbackItemIn]] = []
-        redacted = 0
-        for index, record in enumerate(page.records):
-            raw, changed = self._item(record)
-            redacted += changed
-            outcome = validate_item(raw, max_text_chars=self.max_text_chars)
-            if isinstance(outcome, FeedbackItemIn):
-                valid.append((index, outcome))
-            else:
-                results.append(
-                    ItemResult(index=index, status="rejected", errors=outcome, external_id=record.external_id)
-                )
         with self.session_factory() as session, session.begin():
             now = utcnow()
-            store = FeedbackStore(session, author_salt=self.author_salt)
-            stored_results = store.store(valid, import_id=self.run_id)
-            results.extend(stored_results)
-            results.sort(key=lambda result: result.index)
-            stored = sum(1 for result in results if result.status == "stored")
+            run = session.get(ImportAudit, self.run_id)
+            assert run is not None
+            stored = store_records(
+                session,
+                run=run,
+                records=page.records,
+                malformed=page.malformed,
+                source_name=self.source_name,
+                channel=self.channel,
+                author_salt=self.author_salt,
+                redact=self.redact,
+                max_text_chars=self.max_text_chars,
+            )
             moved = session.execute(
                 update(Source)
                 .where(Source.id == self.source_id, Source.lease_owner == self.owner)
@@ -536,62 +568,97 @@ class CollectorSink:
                 raise LeaseLostError(
                     f"source {self.source_name!r} was taken over by another run; this page was not stored"
                 )
-            run = session.get(ImportAudit, self.run_id)
-            assert run is not None
-            record_results(run, results, row_label="record")
             run.pages += 1
-            run.redacted += redacted
-            run.near_duplicates += store.near_duplicates
-            run.malformed += len(page.malformed) + sum(1 for result in results if result.status == "rejected")
-            room = 50 - len(run.error_sample)
-            if room > 0 and page.malformed:
-                run.error_sample = [
-                    *run.error_sample,
-                    *(
-                        {"record": report.where, "external_id": report.external_id, "reason": report.reason}
-                        for report in page.malformed[:room]
-                    ),
-                ]
             session.flush()
             if self.on_page is not None:
                 self.on_page(run)
 
-    def _item(self, record: Record) -> tuple[dict[str, Any], int]:
-        """The record as a feedback item for validation, its text redacted unless the source keeps it raw."""
-        text = record.text
-        redactions = 0
-        metadata: dict[str, Any] = _json_safe(dict(record.metadata))
-        if self.redact:
-            redaction = redact_pii(text)
-            text = redaction.text
-            if redaction.changed:
-                redactions = sum(redaction.counts.values())
-                metadata["pii_redacted"] = redaction.counts
-        for key in ("app_version", "url", "touchpoint"):
-            value = getattr(record, key)
-            if value is not None:
-                metadata[key] = value
-        if len(metadata) > 50:
-            metadata = dict(list(metadata.items())[:50])
-        item: dict[str, Any] = {
-            "text": text,
-            "source": self.source_name,
-            "external_id": record.external_id[:300],
-            "created_at": record.created_at,
-            "channel": self.channel,
-            "metadata": metadata,
-        }
-        if record.rating is not None:
-            item["rating"] = {"value": record.rating.value, "scale": record.rating.scale.value}
-        for key in ("location", "product"):
-            value = getattr(record, key)
-            if value:
-                item[key] = value[:200]
-        if record.author:
-            item["author"] = record.author[:500]
-        if record.language and _LANGUAGE.match(record.language.lower()):
-            item["language"] = record.language.lower()
-        return item, redactions
+
+def store_records(
+    session: Session,
+    *,
+    run: ImportAudit,
+    records: Sequence[Record],
+    malformed: Sequence[Malformed],
+    source_name: str,
+    channel: str,
+    author_salt: bytes,
+    redact: bool,
+    max_text_chars: int,
+) -> int:
+    """Validate and store records in the caller's transaction, counting them on the run; returns how many
+    were new."""
+    results: list[ItemResult] = []
+    valid: list[tuple[int, FeedbackItemIn]] = []
+    redacted = 0
+    for index, record in enumerate(records):
+        raw, changed = record_to_item(record, source_name=source_name, channel=channel, redact=redact)
+        redacted += changed
+        outcome = validate_item(raw, max_text_chars=max_text_chars)
+        if isinstance(outcome, FeedbackItemIn):
+            valid.append((index, outcome))
+        else:
+            results.append(
+                ItemResult(index=index, status="rejected", errors=outcome, external_id=record.external_id)
+            )
+    store = FeedbackStore(session, author_salt=author_salt)
+    results.extend(store.store(valid, import_id=run.id))
+    results.sort(key=lambda result: result.index)
+    record_results(run, results, row_label="record")
+    run.redacted += redacted
+    run.near_duplicates += store.near_duplicates
+    run.malformed += len(malformed) + sum(1 for result in results if result.status == "rejected")
+    room = 50 - len(run.error_sample)
+    if room > 0 and malformed:
+        run.error_sample = [
+            *run.error_sample,
+            *(
+                {"record": report.where, "external_id": report.external_id, "reason": report.reason}
+                for report in malformed[:room]
+            ),
+        ]
+    return sum(1 for result in results if result.status == "stored")
+
+
+def record_to_item(
+    record: Record, *, source_name: str, channel: str, redact: bool
+) -> tuple[dict[str, Any], int]:
+    """The record as a feedback item for validation, its text redacted unless the source keeps it raw;
+    and how many pieces of personal data were removed."""
+    text = record.text
+    redactions = 0
+    metadata: dict[str, Any] = _json_safe(dict(record.metadata))
+    if redact:
+        redaction = redact_pii(text)
+        text = redaction.text
+        if redaction.changed:
+            redactions = sum(redaction.counts.values())
+            metadata["pii_redacted"] = redaction.counts
+    for key in ("app_version", "url", "touchpoint"):
+        value = getattr(record, key)
+        if value is not None:
+            metadata[key] = value
+    if len(metadata) > 50:
+        metadata = dict(list(metadata.items())[:50])
+    item: dict[str, Any] = {
+        "text": text,
+        "source": source_name,
+        "external_id": record.external_id[:300],
+        "created_at": record.created_at,
+        "channel": channel,
+        "metadata": metadata,
+    }
+    if record.rating is not None:
+        item["rating"] = {"value": record.rating.value, "scale": record.rating.scale.value}
+    for key in ("location", "product"):
+        value = getattr(record, key)
+        if value:
+            item[key] = value[:200]
+    if record.author:
+        item["author"] = record.author[:500]
+    if record.language and _LANGUAGE.match(record.language.lower()):
+        item["language"] = record.language.lower()
+    return item, redactions
 
 
 def _json_safe(value: dict[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
 from scrapers.registry import source_class
-from service.api.deps import AdminDep, ReaderDep, SessionDep
+from service.api.deps import AdminDep, ReaderDep, SessionDep, SettingsDep
 from service.api.problems import ProblemError
 from service.api.schemas import ImportAuditOut
 from service.collectors import (
@@ -21,12 +22,14 @@ from service.collectors import (
     get_collector,
     health_of,
     is_collector,
+    is_webhook,
     known_kinds,
     request_run,
     shown_config,
     update_source,
 )
 from service.db.models import FeedbackItem, ImportAudit, SchedulerRun, Source
+from service.webhooks import WEBHOOK_KINDS, receive_webhook
 
 router = APIRouter(prefix="/v1", tags=["sources"])
 
@@ -163,7 +166,7 @@ def _out(source: Source, item_count: int) -> SourceOut:
         redact_pii=source.redact_pii,
         interval_seconds=source.schedule_interval_seconds,
         cron=source.schedule_cron,
-        config=shown_config(source) if collector else {},
+        config=shown_config(source) if collector or is_webhook(source) else {},
         health=health,
     )
 
@@ -196,6 +199,17 @@ def get_source_kinds(_caller: ReaderDep) -> list[SourceKindOut]:
     """Each source kind with the JSON schema of its config."""
     kinds = []
     for kind in known_kinds():
+        if kind in WEBHOOK_KINDS:
+            webhook = WEBHOOK_KINDS[kind]
+            kinds.append(
+                SourceKindOut(
+                    kind=kind,
+                    channel="survey",
+                    description=webhook.description,
+                    config_schema=webhook.config_model.model_json_schema(),
+                )
+            )
+            continue
         cls = source_class(kind)
         kinds.append(
             SourceKindOut(
@@ -311,3 +325,30 @@ def get_scheduler_runs(
     if job is not None:
         query = query.where(SchedulerRun.job_id == job)
     return [SchedulerRunOut.model_validate(run) for run in session.scalars(query)]
+
+
+class WebhookReceived(BaseModel):
+    import_id: int
+    received: int
+    stored: int
+    duplicates: int
+    malformed: int
+
+
+@router.post(
+    "/webhooks/{name}",
+    tags=["webhooks"],
+    summary="Receive survey responses pushed by Typeform or Qualtrics",
+    responses={401: {"description": "The signature or API-key header does not match."}},
+)
+async def post_webhook(
+    name: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> WebhookReceived:
+    """No API key: the survey tool proves itself with its signature (Typeform) or a fixed header (Qualtrics).
+    Re-sent responses are recognised and stored once."""
+    body = await request.body()
+    with _as_problem():
+        outcome = await run_in_threadpool(
+            receive_webhook, session, name=name, body=body, headers=request.headers, settings=settings
+        )
+    return WebhookReceived(**outcome.__dict__)

@@ -1,0 +1,189 @@
+"""Survey webhooks: sources that survey tools push responses to, verified, parsed and stored once."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scrapers.contract import Malformed, Record
+from scrapers.registry import SourceConfigError, resolve_env_refs
+from scrapers.webhooks import (
+    TYPEFORM_SIGNATURE_HEADER,
+    QualtricsWorkflowConfig,
+    TypeformWebhookConfig,
+    WebhookPayloadError,
+    WebhookSignatureError,
+    parse_qualtrics_workflow,
+    parse_typeform,
+    verify_qualtrics_workflow,
+    verify_typeform,
+)
+from service.collectors import CollectorError, store_records
+from service.config import Settings
+from service.db.models import ImportAudit, Source, utcnow
+
+Headers = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class WebhookKind:
+    """How one survey tool's pushes are checked and read."""
+
+    config_model: type[BaseModel]
+    verify: Callable[[bytes, Headers, Any], None]
+    parse: Callable[[Any, Any], tuple[list[Record], list[Malformed]]]
+    description: str
+
+
+def _verify_typeform(body: bytes, headers: Headers, config: TypeformWebhookConfig) -> None:
+    verify_typeform(body, headers.get(TYPEFORM_SIGNATURE_HEADER), config.secret.get_secret_value())
+
+
+def _verify_qualtrics(_body: bytes, headers: Headers, config: QualtricsWorkflowConfig) -> None:
+    verify_qualtrics_workflow(headers.get(config.token_header), config.token.get_secret_value())
+
+
+WEBHOOK_KINDS: dict[str, WebhookKind] = {
+    "typeform.webhook.v1": WebhookKind(
+        TypeformWebhookConfig,
+        _verify_typeform,
+        parse_typeform,
+        "Typeform form responses, signed with the webhook's secret (Typeform-Signature).",
+    ),
+    "qualtrics.workflow.v1": WebhookKind(
+        QualtricsWorkflowConfig,
+        _verify_qualtrics,
+        parse_qualtrics_workflow,
+        "Qualtrics survey responses posted by a Workflow web-service task, with a fixed API-key header.",
+    ),
+}
+
+
+def check_webhook_config(kind: str, config: Mapping[str, Any]) -> None:
+    """Validate a webhook source's config before storing it (env references need not be set here)."""
+    placeholders = {value["env"]: "placeholder" for value in _env_refs(config)}
+    _validated(kind, config, environ=placeholders)
+
+
+def _env_refs(value: Any) -> list[dict[str, str]]:
+    if isinstance(value, dict):
+        if set(value) == {"env"} and isinstance(value["env"], str):
+            return [value]
+        return [ref for item in value.values() for ref in _env_refs(item)]
+    if isinstance(value, list):
+        return [ref for item in value for ref in _env_refs(item)]
+    return []
+
+
+def _validated(kind: str, config: Mapping[str, Any], *, environ: Mapping[str, str]) -> Any:
+    model = WEBHOOK_KINDS[kind].config_model
+    try:
+        return model.model_validate(resolve_env_refs(dict(config), environ))
+    except SourceConfigError as exc:
+        raise CollectorError(str(exc)) from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(config)'}: {error['msg']}"
+            for error in exc.errors(include_input=False)
+        )
+        raise CollectorError(f"invalid {kind} config: {problems}") from None
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    """What became of one push."""
+
+    import_id: int
+    received: int
+    stored: int
+    duplicates: int
+    malformed: int
+
+
+def receive_webhook(
+    session: Session,
+    *,
+    name: str,
+    body: bytes,
+    headers: Headers,
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+) -> WebhookOutcome:
+    """Verify a push to webhook source ``name``, store its records once, and audit it."""
+    source = session.scalar(select(Source).where(Source.name == name))
+    if source is None or source.kind not in WEBHOOK_KINDS:
+        raise CollectorError(f"no webhook source is named {name!r}", status=404)
+    if not source.enabled:
+        raise CollectorError(f"webhook source {name!r} is paused", status=409)
+    kind = WEBHOOK_KINDS[source.kind]
+    try:
+        config = _validated(source.kind, source.config, environ=os.environ if environ is None else environ)
+    except CollectorError as exc:
+        raise CollectorError(f"webhook source {name!r} is misconfigured: {exc}", status=503) from None
+    try:
+        kind.verify(body, headers, config)
+    except WebhookSignatureError as exc:
+        raise CollectorError(str(exc), status=401) from None
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CollectorError(f"the body is not JSON: {exc}", status=400) from None
+    try:
+        records, malformed = kind.parse(payload, config)
+    except WebhookPayloadError as exc:
+        raise CollectorError(str(exc), status=422) from None
+    run = ImportAudit(
+        kind="webhook",
+        actor=f"webhook:{name}",
+        source_name=name,
+        source_id=source.id,
+        trigger="webhook",
+        status="running",
+        error_sample=[],
+    )
+    session.add(run)
+    session.flush()
+    default_touchpoint = source.default_touchpoint
+    records = [
+        record
+        if record.touchpoint or not default_touchpoint
+        else _with_touchpoint(record, default_touchpoint)
+        for record in records
+    ]
+    stored = store_records(
+        session,
+        run=run,
+        records=records,
+        malformed=malformed,
+        source_name=name,
+        channel="survey",
+        author_salt=settings.author_salt_bytes(),
+        redact=source.redact_pii,
+        max_text_chars=settings.max_text_chars,
+    )
+    run.pages = 1
+    run.status = "completed"
+    run.finished_at = utcnow()
+    source.items_collected = (source.items_collected or 0) + stored
+    source.last_run_at = source.last_success_at = run.finished_at
+    session.commit()
+    return WebhookOutcome(
+        import_id=run.id,
+        received=run.received,
+        stored=run.stored,
+        duplicates=run.duplicates,
+        malformed=run.malformed,
+    )
+
+
+def _with_touchpoint(record: Record, touchpoint: str) -> Record:
+    import dataclasses
+
+    return dataclasses.replace(record, touchpoint=touchpoint)
