@@ -396,6 +396,7 @@ def demo(
 
     settings = _settings()
     with _database() as (_, session):
+        _demo_survey_inbox(session, settings)
         if if_empty and session.scalar(select(func.count()).select_from(FeedbackItem)):
             console.print("feedback already stored; demo data not loaded")
             return
@@ -426,6 +427,39 @@ def demo(
     if rejected:
         raise _fail(f"{rejected} demo items were rejected; this is a bug in the demo data")
     console.print(f"demo data: {stored} stored, {duplicates} already there")
+
+
+DEMO_INBOX_SOURCE = "survey-inbox"
+
+
+def _demo_survey_inbox(session: Session, settings: Settings) -> None:
+    """A collector watching <data_dir>/inbox for survey exports, with one Qualtrics NPS export in it."""
+    import shutil
+
+    from service.collectors import create_source
+    from service.db.models import Source
+
+    if session.scalar(select(Source.id).where(Source.name == DEMO_INBOX_SOURCE)) is not None:
+        return
+    inbox = settings.data_dir / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    sample = Path(__file__).resolve().parent / "demo" / "inbox-qualtrics-nps.csv"
+    shutil.copyfile(sample, inbox / sample.name)
+    create_source(
+        session,
+        name=DEMO_INBOX_SOURCE,
+        kind="survey_files.v1",
+        config={
+            "folder": str(inbox),
+            "mapping": "text=Q2_Comments,created_at=RecordedDate,rating=Q1,external_id=ResponseId,"
+            "language=UserLanguage,location=Q3_Store",
+            "rating_scale": "nps",
+            "settle_seconds": 0,
+        },
+        interval_seconds=300,
+    )
+    session.commit()
+    console.print(f"demo collector: {DEMO_INBOX_SOURCE} watches {inbox} for survey exports (every 5 minutes)")
 
 
 @topics_app.command("refit")
