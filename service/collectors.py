@@ -115,6 +115,7 @@ def create_source(
         validate_schedule(interval_seconds=interval_seconds, cron=cron)
     if session.scalar(select(Source.id).where(Source.name == name)) is not None:
         raise CollectorError(f"a source named {name!r} already exists", status=409)
+    _check_touchpoint(session, default_touchpoint)
     source = Source(
         name=name,
         kind=kind,
@@ -147,6 +148,8 @@ def update_source(session: Session, *, name: str, changes: Mapping[str, Any]) ->
             raise CollectorError("a collector needs a schedule: interval_seconds or cron")
         validate_schedule(interval_seconds=interval, cron=cron)
         source.schedule_interval_seconds, source.schedule_cron = interval, cron
+    if "default_touchpoint" in changes:
+        _check_touchpoint(session, changes["default_touchpoint"])
     for field in ("default_touchpoint", "enabled", "redact_pii", "deferred_until"):
         if field in changes:
             setattr(source, field, changes[field])
@@ -156,6 +159,17 @@ def update_source(session: Session, *, name: str, changes: Mapping[str, Any]) ->
     source.updated_at = utcnow()
     session.flush()
     return source
+
+
+def _check_touchpoint(session: Session, touchpoint: str | None) -> None:
+    from service.touchpoints import active_taxonomy
+
+    if touchpoint is None:
+        return
+    taxonomy = active_taxonomy(session)
+    if taxonomy.get(touchpoint) is None:
+        known = ", ".join(item.id for item in taxonomy.touchpoints)
+        raise CollectorError(f"unknown touchpoint {touchpoint!r}; the taxonomy's touchpoints are: {known}")
 
 
 def request_run(session: Session, *, name: str) -> Source:

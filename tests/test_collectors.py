@@ -112,6 +112,21 @@ def test_bad_collector_definitions_are_rejected_with_reasons(client: TestClient,
         headers=admin,
     )
     assert bad_cron.status_code == 422 and "crontab" in bad_cron.json()["detail"]
+    no_such_touchpoint = client.post(
+        "/v1/sources",
+        json={
+            "name": "x",
+            "kind": "app_store.v1",
+            "config": {"app_id": "1234567890"},
+            "default_touchpoint": "moon",
+        },
+        headers=admin,
+    )
+    assert no_such_touchpoint.status_code == 422
+    assert (
+        "unknown touchpoint 'moon'; the taxonomy's touchpoints are: website, mobile_app"
+        in no_such_touchpoint.json()["detail"]
+    )
     too_often = client.post(
         "/v1/sources",
         json={"name": "x", "kind": "app_store.v1", "config": {"app_id": "1234567890"}, "interval_seconds": 5},

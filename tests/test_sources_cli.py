@@ -42,7 +42,7 @@ def test_add_list_run_pause_resume(cli: CliRunner, tmp_path: Path, session: Sess
             "--every",
             "15m",
             "--touchpoint",
-            "store_visit",
+            "store_branch",
             "--config",
             f'{{"folder": "{inbox}", "settle_seconds": 0}}',
         ],

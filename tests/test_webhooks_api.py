@@ -32,7 +32,7 @@ def typeform(client: TestClient, auth: Auth, monkeypatch: pytest.MonkeyPatch) ->
             "name": "nps-typeform",
             "kind": "typeform.webhook.v1",
             "config": {"secret": {"env": "CXMINE_TEST_TYPEFORM_SECRET"}},
-            "default_touchpoint": "store_visit",
+            "default_touchpoint": "store_branch",
         },
         headers=auth(Role.ADMIN),
     )
@@ -49,7 +49,7 @@ def test_a_signed_typeform_push_is_stored_once(client: TestClient, typeform: str
     again = client.post(typeform, content=body, headers={"Typeform-Signature": sign(body)})
     assert again.json()["stored"] == 0 and again.json()["duplicates"] == 1
     (item,) = session.scalars(select(FeedbackItem)).all()
-    assert item.channel == "survey" and item.meta["touchpoint"] == "store_visit"
+    assert item.channel == "survey" and item.meta["touchpoint"] == "store_branch"
     audit = session.get(ImportAudit, first.json()["import_id"])
     assert audit is not None and audit.kind == "webhook" and audit.source_name == "nps-typeform"
 
