@@ -20,6 +20,7 @@ from service.collectors import create_source
 from service.db import migrate
 from service.db.engine import make_engine, make_session_factory
 from service.db.models import FeedbackItem, ImportAudit, Source
+from tests.conftest import ScratchDatabase
 from tests.fake_services import APP_ID, serve_fake_services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,10 +38,11 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_killed_collector_resumes_and_stores_every_record_once_scored(
-    tmp_path: Path, scoring_encoder: str
+    backend: str, tmp_path: Path, scoring_encoder: str, scratch_database: Callable[[str], ScratchDatabase]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'cxmine.db'}"
+    url = scratch_database(backend).url
     migrate.upgrade(url)
     engine = make_engine(url)
     factory = make_session_factory(engine)
