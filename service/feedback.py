@@ -78,6 +78,8 @@ class FeedbackFilter:
     touchpoints: tuple[str, ...] = ()
     topics: tuple[int, ...] = ()
     pain_point: tuple[int, str] | None = None
+    import_id: int | None = None
+    near_duplicate: bool | None = None
 
     @property
     def scope(self) -> Scope:
@@ -160,6 +162,14 @@ def list_feedback(
                     PainPointFact.negative,
                 )
             )
+        )
+    if filters.import_id is not None:
+        query = query.where(FeedbackItem.import_id == filters.import_id)
+    if filters.near_duplicate is not None:
+        query = query.where(
+            FeedbackItem.near_duplicate_of.is_not(None)
+            if filters.near_duplicate
+            else FeedbackItem.near_duplicate_of.is_(None)
         )
     if filters.scored is not None:
         query = query.where(

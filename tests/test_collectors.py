@@ -276,7 +276,7 @@ def test_personal_data_is_redacted_unless_the_source_keeps_it(
 
 
 def test_near_duplicates_across_sources_are_flagged(
-    factory: sessionmaker[Session], settings: Settings, session: Session
+    factory: sessionmaker[Session], settings: Settings, session: Session, client: TestClient, auth: Auth
 ) -> None:
     add_app_store(session)
     add_app_store(session, name="app-store-mirror")
@@ -303,6 +303,12 @@ def test_near_duplicates_across_sources_are_flagged(
     assert copy.near_duplicate_of == original.id
     assert original.near_duplicate_of is None
     assert session.get(ImportAudit, outcome.run_id).near_duplicates == 1  # type: ignore[union-attr]
+    flagged = client.get("/v1/feedback", params={"near_duplicate": True}, headers=auth(Role.ANALYST)).json()
+    assert [(item["id"], item["near_duplicate_of"]) for item in flagged["items"]] == [(copy.id, original.id)]
+    from_run = client.get(
+        "/v1/feedback", params={"import_id": outcome.run_id}, headers=auth(Role.ANALYST)
+    ).json()
+    assert [item["external_id"] for item in from_run["items"]] == ["99"]
 
 
 def test_a_failed_page_keeps_the_pages_before_it(

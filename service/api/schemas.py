@@ -86,6 +86,9 @@ class FeedbackOut(BaseModel):
     metadata: dict[str, Any]
     content_hash: str
     import_id: int | None
+    near_duplicate_of: int | None = Field(
+        default=None, description="An earlier item from another source with the same words (cross-posts)."
+    )
     language_confidence: float | None = Field(default=None, description="1.0 when the sender gave it.")
     sentiment: StoredSentimentOut | None = Field(default=None, description="Null until scored.")
     emotions: StoredEmotionsOut | None = None

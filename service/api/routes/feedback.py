@@ -90,6 +90,7 @@ def feedback_out(
         metadata=item.meta,
         content_hash=item.content_hash,
         import_id=item.import_id,
+        near_duplicate_of=item.near_duplicate_of,
         language_confidence=item.language_confidence,
         sentiment=sentiment,
         emotions=StoredEmotionsOut.model_validate(item.emotions) if item.emotions else None,
@@ -250,6 +251,12 @@ def get_feedback(
             description="`TOPIC:TOUCHPOINT`: items with a negative sentence of that topic at that touchpoint.",
         ),
     ] = None,
+    import_id: Annotated[
+        int | None, Query(description="Only what one import, collector run or webhook push stored.")
+    ] = None,
+    near_duplicate: Annotated[
+        bool | None, Query(description="Only copies of an earlier item from another source (true), or none.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> FeedbackPage:
@@ -277,6 +284,8 @@ def get_feedback(
         touchpoints=tuple(touchpoint or ()),
         topics=tuple(topic or ()),
         pain_point=(int(pain_point.split(":")[0]), pain_point.split(":")[1]) if pain_point else None,
+        import_id=import_id,
+        near_duplicate=near_duplicate,
     )
     try:
         items, next_cursor = list_feedback(session, filters=filters, limit=limit, cursor=cursor)
