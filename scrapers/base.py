@@ -36,8 +36,11 @@ class HttpSource(Source):
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.wall_clock = wall_clock
+        """Seconds since the epoch: 'now' for backfill windows and file ages (injectable for tests)."""
         self.http = PoliteClient(
             policy=HttpPolicy(
                 timeout_seconds=config.timeout_seconds,

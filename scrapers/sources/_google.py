@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from typing import Any, Self
 import httpx
 from pydantic import Field, SecretStr, model_validator
 
-from scrapers.base import HttpSourceConfig
+from scrapers.base import HttpSource, HttpSourceConfig
 from scrapers.http import (
     BadCredentialsError,
     ErrorAction,
@@ -152,3 +153,16 @@ def protobuf_timestamp(value: Any) -> datetime:
         raise ValueError(f"{value!r} is not a timestamp")
     whole_seconds = datetime.fromtimestamp(int(value["seconds"]), tz=UTC)
     return whole_seconds + timedelta(microseconds=int(value.get("nanos") or 0) // 1000)
+
+
+class GoogleApiSource(HttpSource):
+    """A source that reads a Google API: Google's error reasons refine the error table, one token per source."""
+
+    config: GoogleAuthConfig
+
+    def classify(self, response: httpx.Response) -> ErrorAction | None:
+        return google_api_error_action(response)
+
+    @functools.cached_property
+    def _access(self) -> GoogleAccessToken:
+        return GoogleAccessToken(self.config, self.http)

@@ -18,19 +18,15 @@ own translations ("(Translated by Google) ... (Original) ...") are split, keepin
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import Counter
 from datetime import datetime
 from typing import Any, ClassVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from scrapers.base import HttpSource
 from scrapers.contract import Cursor, Page, Rating
 from scrapers.http import (
-    ErrorAction,
     MalformedResponseError,
     NotFoundError,
     SourceError,
@@ -38,10 +34,9 @@ from scrapers.http import (
 from scrapers.parsing import Pick, RecordSpec, iso_datetime, lookup, star_word, text
 from scrapers.registry import register_source
 from scrapers.sources._google import (
-    GoogleAccessToken,
+    GoogleApiSource,
     GoogleAuthConfig,
     get_google_json,
-    google_api_error_action,
 )
 
 logger = logging.getLogger("cxmine.scrapers")
@@ -148,7 +143,7 @@ def _review_spec(*, location: BusinessLocation, product: str | None) -> RecordSp
 
 
 @register_source
-class GoogleBusinessSource(HttpSource):
+class GoogleBusinessSource(GoogleApiSource):
     """Google reviews of a brand's locations, location by location, newest update first."""
 
     kind: ClassVar[str] = "google_business.v1"
@@ -157,13 +152,6 @@ class GoogleBusinessSource(HttpSource):
     service_name: ClassVar[str] = "the Google Business Profile API"
     default_base_url: ClassVar[str] = "https://mybusiness.googleapis.com"
     config: GoogleBusinessConfig
-
-    def classify(self, response: httpx.Response) -> ErrorAction | None:
-        return google_api_error_action(response)
-
-    @functools.cached_property
-    def _access(self) -> GoogleAccessToken:
-        return GoogleAccessToken(self.config, self.http)
 
     def fetch_page(self, cursor: Cursor | None) -> Page:
         """One page of one location; the cursor names the location and page token, and a since per location."""

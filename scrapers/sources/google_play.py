@@ -22,29 +22,24 @@ reviewer's device language, which Google warns need not be the language of the r
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-import httpx
 from pydantic import Field
 
-from scrapers.base import HttpSource
 from scrapers.contract import Cursor, Page
 from scrapers.http import (
-    ErrorAction,
     MalformedResponseError,
     SourceError,
 )
 from scrapers.parsing import Pick, RecordSpec, iso_datetime, lookup, stars, text
 from scrapers.registry import register_source
 from scrapers.sources._google import (
-    GoogleAccessToken,
+    GoogleApiSource,
     GoogleAuthConfig,
     get_google_json,
-    google_api_error_action,
     protobuf_timestamp,
 )
 
@@ -146,7 +141,7 @@ def _review_spec(*, package_name: str, product: str | None) -> RecordSpec:
 
 
 @register_source
-class GooglePlaySource(HttpSource):
+class GooglePlaySource(GoogleApiSource):
     """Reviews of one app you publish on Google Play, newest first."""
 
     kind: ClassVar[str] = "google_play.v1"
@@ -155,13 +150,6 @@ class GooglePlaySource(HttpSource):
     service_name: ClassVar[str] = "the Google Play Developer API"
     default_base_url: ClassVar[str] = "https://androidpublisher.googleapis.com"
     config: GooglePlayConfig
-
-    def classify(self, response: httpx.Response) -> ErrorAction | None:
-        return google_api_error_action(response)
-
-    @functools.cached_property
-    def _access(self) -> GoogleAccessToken:
-        return GoogleAccessToken(self.config, self.http)
 
     def fetch_page(self, cursor: Cursor | None) -> Page:
         """One page of reviews; the cursor holds the page token within a run and the newest time between."""

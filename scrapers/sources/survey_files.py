@@ -27,8 +27,7 @@ import fnmatch
 import hashlib
 import itertools
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -152,17 +151,8 @@ class SurveyFilesSource(HttpSource):
     respect_robots: ClassVar[bool] = True
     config: SurveyFilesConfig
 
-    def __init__(
-        self,
-        config: SourceConfig,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(config, transport=transport, sleep=sleep, clock=clock)
-        self._wall_clock = wall_clock
+    def __init__(self, config: SourceConfig, **options: Any) -> None:
+        super().__init__(config, **options)
         self._open: _OpenFile | None = None
         self._download: tuple[str, bytes, datetime] | None = None  # (sha256, body, file time)
 
@@ -182,7 +172,7 @@ class SurveyFilesSource(HttpSource):
                 "check the source's folder setting and that the service can read it"
             )
         present = self._matching_files(root)
-        settled_before = self._wall_clock() - self.config.settle_seconds
+        settled_before = self.wall_clock() - self.config.settle_seconds
         candidates = {name: item for name, item in present.items() if item.mtime <= settled_before}
         # Files deleted from the folder are forgotten; files still being written keep their entry.
         finished: dict[str, dict[str, Any]] = {
@@ -293,7 +283,7 @@ class SurveyFilesSource(HttpSource):
                 raise
             data = response.content
             sha = hashlib.sha256(data).hexdigest()
-            file_time = _last_modified(response.headers) or datetime.fromtimestamp(self._wall_clock(), tz=UTC)
+            file_time = _last_modified(response.headers) or datetime.fromtimestamp(self.wall_clock(), tz=UTC)
             self._download = (sha, data, file_time)
             state = {
                 **state,

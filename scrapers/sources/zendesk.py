@@ -22,16 +22,14 @@ minute, which is this source's default rate. Items changed in the last minute ar
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
-import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from scrapers.base import HttpSource, HttpSourceConfig
-from scrapers.contract import Cursor, Malformed, Page, Rating, RatingScale, Record, SourceConfig
+from scrapers.contract import Cursor, Malformed, Page, Rating, RatingScale, Record
 from scrapers.http import MalformedResponseError
 from scrapers.parsing import Const, Join, Pick, RecordSpec, html_to_text, iso_datetime, text
 from scrapers.registry import register_source
@@ -191,18 +189,6 @@ class ZendeskSource(HttpSource):
     service_name: ClassVar[str] = "Zendesk"
     config: ZendeskConfig
 
-    def __init__(
-        self,
-        config: SourceConfig,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(config, transport=transport, sleep=sleep, clock=clock)
-        self._wall_clock = wall_clock
-
     @property
     def base_url(self) -> str:
         configured = self.config.base_url or f"https://{self.config.subdomain}.zendesk.com"
@@ -325,7 +311,7 @@ class ZendeskSource(HttpSource):
     def _first_start_time(self) -> int:
         if self.config.start_date is not None:
             return int(datetime.combine(self.config.start_date, datetime.min.time(), tzinfo=UTC).timestamp())
-        now = datetime.fromtimestamp(self._wall_clock(), tz=UTC)
+        now = datetime.fromtimestamp(self.wall_clock(), tz=UTC)
         return int((now - timedelta(days=self.config.backfill_days)).timestamp())
 
 

@@ -132,7 +132,9 @@ def test_robots_txt_is_respected_for_web_pages() -> None:
     )
     polite = client(transport, sleep, respect_robots=True)
     assert polite.get("https://blog.example.com/public/feed.xml").status_code == 200
-    with pytest.raises(RobotsDisallowedError, match=r"robots\.txt does not allow fetching /private/feed\.xml"):
+    with pytest.raises(
+        RobotsDisallowedError, match=r"robots\.txt does not allow fetching /private/feed\.xml"
+    ):
         polite.get("https://blog.example.com/private/feed.xml")
     assert [request.url.path for request in transport.requests] == ["/robots.txt", "/public/feed.xml"]
 
