@@ -7,7 +7,6 @@ each country's pages until it reaches a review it has already seen, so every run
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -15,6 +14,7 @@ from pydantic import Field, field_validator
 
 from scrapers.base import HttpSource, HttpSourceConfig
 from scrapers.contract import Cursor, Page
+from scrapers.cursors import newest_of, unseen, walk_index, walk_page
 from scrapers.http import ErrorAction, MalformedResponseError
 from scrapers.parsing import Join, Pick, RecordSpec, iso_datetime, stars, text
 from scrapers.registry import register_source
@@ -81,10 +81,12 @@ class AppStoreSource(HttpSource):
         """One page of one country; the cursor walks countries in order, then pages, newest first."""
         state = dict(cursor or {})
         since: dict[str, str] = dict(state.get("since", {}))
-        index = int(state.get("country_index", 0))
-        page_number = int(state.get("page", 1))
-        newest: str | None = state.get("newest")
-        country = self.config.countries[index]
+        countries = self.config.countries
+        index = walk_index(countries, state.get("country"))
+        country = countries[index]
+        resuming = state.get("country") == country
+        page_number = int(state.get("page", 1)) if resuming else 1
+        newest: str | None = state.get("newest") if resuming else None
 
         url = (
             f"{self.base_url}/{country}/rss/customerreviews/page={page_number}/id={self.config.app_id}"
@@ -104,37 +106,21 @@ class AppStoreSource(HttpSource):
         records, malformed = _review_spec(country=country, product=self.config.product).parse_all(
             reviews, where=f"{country}/page={page_number}/feed.entry"
         )
-        previous = _parse_time(since.get(country))
-        # Equal times are kept: storage drops the ones already stored by their review id.
-        fresh = [record for record in records if previous is None or record.created_at >= previous]
-        reached_seen = len(fresh) < len(records)
-        for record in fresh:
-            stamp = record.created_at.isoformat()
-            if newest is None or record.created_at > iso_datetime(newest):
-                newest = stamp
-
-        country_done = reached_seen or not entries or page_number >= MAX_PAGES
-        if not country_done:
-            next_state: Cursor = {"since": since, "country_index": index, "page": page_number + 1}
-            if newest is not None:
-                next_state["newest"] = newest
-            return Page(records=fresh, cursor=next_state, done=False, malformed=malformed)
-
-        if newest is not None:
-            since[country] = newest
-        if index + 1 < len(self.config.countries):
-            return Page(
-                records=fresh,
-                cursor={"since": since, "country_index": index + 1, "page": 1},
-                done=False,
-                malformed=malformed,
-            )
-        return Page(records=fresh, cursor={"since": since}, done=True, malformed=malformed)
+        previous = since.get(country)
+        fresh, reached_seen = unseen(records, since=iso_datetime(previous) if previous else None)
+        newest = newest_of([record.created_at for record in fresh], newest)
+        more = bool(entries) and not reached_seen and page_number < MAX_PAGES
+        return walk_page(
+            records=fresh,
+            malformed=malformed,
+            key="country",
+            targets=countries,
+            index=index,
+            since=since,
+            newest=newest,
+            position={"page": page_number + 1} if more else None,
+        )
 
 
 def _describes_the_app(entry: Any) -> bool:
     return isinstance(entry, dict) and "im:name" in entry and "im:rating" not in entry
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return iso_datetime(value) if value else None

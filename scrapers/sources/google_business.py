@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scrapers.contract import Cursor, Page, Rating
+from scrapers.cursors import newest_of, walk_index, walk_page
 from scrapers.http import (
     MalformedResponseError,
     NotFoundError,
@@ -157,7 +158,7 @@ class GoogleBusinessSource(GoogleApiSource):
         """One page of one location; the cursor names the location and page token, and a since per location."""
         state = dict(cursor or {})
         since_by_location: dict[str, str] = dict(state.get("since", {}))
-        index = self._location_index(state.get("location_id"))
+        index = walk_index([item.location_id for item in self.config.locations], state.get("location_id"))
         location = self.config.locations[index]
         resuming = state.get("location_id") == location.location_id
         page_token: str | None = state.get("page_token") if resuming else None
@@ -176,10 +177,9 @@ class GoogleBusinessSource(GoogleApiSource):
             reviews, next_token = self._reviews(location, None)
         # Equal times are kept: storage drops the ones already stored by their review id.
         fresh = [review for review in reviews if not _updated_before(review, since)]
-        for review in fresh:
-            updated = _update_time(review)
-            if updated is not None and (newest is None or updated > iso_datetime(newest)):
-                newest = updated.isoformat()
+        newest = newest_of(
+            [updated for review in fresh if (updated := _update_time(review)) is not None], newest
+        )
         commented = [review for review in fresh if str(review.get("comment") or "").strip()]
         if len(commented) < len(fresh):
             logger.info(
@@ -190,32 +190,18 @@ class GoogleBusinessSource(GoogleApiSource):
             commented, where=f"locations/{location.location_id}/reviews"
         )
 
-        if next_token and reviews and len(fresh) == len(reviews):
-            next_state: Cursor = {
-                "since": since_by_location,
-                "location_id": location.location_id,
-                "page_token": next_token,
-            }
-            if newest is not None:
-                next_state["newest"] = newest
-            return Page(records=records, cursor=next_state, done=False, malformed=malformed)
-
-        if newest is not None:
-            since_by_location[location.location_id] = newest
-        if index + 1 < len(self.config.locations):
-            following = self.config.locations[index + 1].location_id
-            return Page(
-                records=records,
-                cursor={"since": since_by_location, "location_id": following},
-                done=False,
-                malformed=malformed,
-            )
-        return Page(records=records, cursor={"since": since_by_location}, done=True, malformed=malformed)
-
-    def _location_index(self, location_id: str | None) -> int:
-        """Where the cursor says to continue; a location since removed from the config restarts the walk."""
-        ids = [location.location_id for location in self.config.locations]
-        return ids.index(location_id) if location_id in ids else 0
+        return walk_page(
+            records=records,
+            malformed=malformed,
+            key="location_id",
+            targets=[item.location_id for item in self.config.locations],
+            index=index,
+            since=since_by_location,
+            newest=newest,
+            position={"page_token": next_token}
+            if next_token and reviews and len(fresh) == len(reviews)
+            else None,
+        )
 
     def _reviews(self, location: BusinessLocation, page_token: str | None) -> tuple[list[Any], str | None]:
         url = f"{self.base_url}/v4/accounts/{self.config.account_id}/locations/{location.location_id}/reviews"

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from scrapers.contract import Cursor, Page
+from scrapers.cursors import listing_page, newest_of, unseen
 from scrapers.http import (
     MalformedResponseError,
     SourceError,
@@ -176,25 +177,15 @@ class GooglePlaySource(GoogleApiSource):
             reviews, next_token = self._reviews(None)
         spec = _review_spec(package_name=self.config.package_name, product=self.config.product)
         records, malformed = spec.parse_all(reviews, where="reviews")
-        # Equal times are kept: storage drops the ones already stored by their review id.
-        fresh = [record for record in records if since is None or record.created_at >= since]
-        for record in fresh:
-            if newest is None or record.created_at > iso_datetime(newest):
-                newest = record.created_at.isoformat()
-
-        if next_token and reviews and len(fresh) == len(records):
-            next_state: Cursor = {"token": next_token}
-            if since is not None:
-                next_state["since"] = since.isoformat()
-            if newest is not None:
-                next_state["newest"] = newest
-            return Page(records=fresh, cursor=next_state, done=False, malformed=malformed)
-        final_since = newest or (since.isoformat() if since else None)
-        return Page(
+        fresh, reached_seen = unseen(records, since=since)
+        newest = newest_of([record.created_at for record in fresh], newest)
+        more = bool(next_token and reviews) and not reached_seen
+        return listing_page(
             records=fresh,
-            cursor={"since": final_since} if final_since else {},
-            done=True,
             malformed=malformed,
+            position={"token": next_token} if more else None,
+            since=since,
+            newest=newest,
         )
 
     def _reviews(self, token: str | None) -> tuple[list[Any], str | None]:

@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from scrapers.base import HttpSource, HttpSourceConfig
 from scrapers.contract import Cursor, Page
+from scrapers.cursors import listing_page, newest_of, unseen
 from scrapers.http import MalformedResponseError
 from scrapers.parsing import Join, Pick, RecordSpec, iso_datetime, stars, text
 from scrapers.registry import register_source
@@ -104,25 +105,15 @@ class TrustpilotSource(HttpSource):
         reviews, has_next_page = self._reviews(page_number)
         spec = _review_spec(product=self.config.product, default_location=self.config.location)
         records, malformed = spec.parse_all(reviews, where=f"page={page_number}/reviews")
-        # Equal times are kept: storage drops the ones already stored by their review id.
-        fresh = [record for record in records if since is None or record.created_at >= since]
-        for record in fresh:
-            if newest is None or record.created_at > iso_datetime(newest):
-                newest = record.created_at.isoformat()
-
-        if has_next_page and reviews and len(fresh) == len(records):
-            next_state: Cursor = {"page": page_number + 1}
-            if since is not None:
-                next_state["since"] = since.isoformat()
-            if newest is not None:
-                next_state["newest"] = newest
-            return Page(records=fresh, cursor=next_state, done=False, malformed=malformed)
-        final_since = newest or (since.isoformat() if since else None)
-        return Page(
+        fresh, reached_seen = unseen(records, since=since)
+        newest = newest_of([record.created_at for record in fresh], newest)
+        more = bool(has_next_page and reviews) and not reached_seen
+        return listing_page(
             records=fresh,
-            cursor={"since": final_since} if final_since else {},
-            done=True,
             malformed=malformed,
+            position={"page": page_number + 1} if more else None,
+            since=since,
+            newest=newest,
         )
 
     def _reviews(self, page_number: int) -> tuple[list[Any], bool]:

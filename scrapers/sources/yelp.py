@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from scrapers.base import HttpSource, HttpSourceConfig
 from scrapers.contract import Cursor, Page
+from scrapers.cursors import newest_of, unseen, walk_index, walk_page
 from scrapers.http import ErrorAction, MalformedResponseError, NotFoundError
 from scrapers.parsing import Pick, RecordSpec, iso_datetime, lookup, stars, text
 from scrapers.registry import register_source
@@ -143,7 +144,7 @@ class YelpSource(HttpSource):
         """One page of one business; the cursor names the business and offset, and a since per business."""
         state = dict(cursor or {})
         since_by_business: dict[str, str] = dict(state.get("since", {}))
-        index = self._business_index(state.get("business_id"))
+        index = walk_index([item.business_id for item in self.config.businesses], state.get("business_id"))
         business = self.config.businesses[index]
         resuming = state.get("business_id") == business.business_id
         offset = int(state.get("offset", 0)) if resuming else 0
@@ -155,40 +156,20 @@ class YelpSource(HttpSource):
         records, malformed = _review_spec(business=business, product=self.config.product).parse_all(
             reviews, where=f"{business.business_id}/offset={offset}/reviews"
         )
-        # Equal times are kept: storage drops the ones already stored by their review id.
-        fresh = [record for record in records if since is None or record.created_at >= since]
-        for record in fresh:
-            if newest is None or record.created_at > iso_datetime(newest):
-                newest = record.created_at.isoformat()
-
+        fresh, reached_seen = unseen(records, since=since)
+        newest = newest_of([record.created_at for record in fresh], newest)
         next_offset = offset + len(reviews)
         more_on_yelp = len(reviews) == self.config.page_size and (total is None or next_offset < total)
-        if more_on_yelp and len(fresh) == len(records):
-            next_state: Cursor = {
-                "since": since_by_business,
-                "business_id": business.business_id,
-                "offset": next_offset,
-            }
-            if newest is not None:
-                next_state["newest"] = newest
-            return Page(records=fresh, cursor=next_state, done=False, malformed=malformed)
-
-        if newest is not None:
-            since_by_business[business.business_id] = newest
-        if index + 1 < len(self.config.businesses):
-            following = self.config.businesses[index + 1].business_id
-            return Page(
-                records=fresh,
-                cursor={"since": since_by_business, "business_id": following},
-                done=False,
-                malformed=malformed,
-            )
-        return Page(records=fresh, cursor={"since": since_by_business}, done=True, malformed=malformed)
-
-    def _business_index(self, business_id: str | None) -> int:
-        """Where the cursor says to continue; a business since removed from the config restarts the walk."""
-        ids = [business.business_id for business in self.config.businesses]
-        return ids.index(business_id) if business_id in ids else 0
+        return walk_page(
+            records=fresh,
+            malformed=malformed,
+            key="business_id",
+            targets=[item.business_id for item in self.config.businesses],
+            index=index,
+            since=since_by_business,
+            newest=newest,
+            position={"offset": next_offset} if more_on_yelp and not reached_seen else None,
+        )
 
     def _reviews(self, business: YelpBusiness, offset: int) -> tuple[list[Any], int | None]:
         url = f"{self.base_url}/v3/businesses/{quote(business.business_id, safe='')}/reviews"
