@@ -9,16 +9,19 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from service.app import create_app
 from service.config import Settings
 from service.db.engine import make_session_factory
-from service.db.models import SchedulerRun
+from service.db.models import FeedbackItem, Role, SchedulerRun, Source
 from service.scheduler import CURRENT_TICK, FileLeaderLock, JobSpec, Scheduler, leader_lock_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,3 +192,120 @@ def _lines(path: Path) -> list[tuple[int, datetime]]:
         if tick:
             result.append((int(pid), datetime.fromisoformat(tick)))
     return result
+
+
+def test_a_job_never_overlaps_itself_and_missed_ticks_coalesce(
+    engine: Engine, settings: Settings, session: Session
+) -> None:
+    running, most, runs = 0, 0, 0
+    lock = threading.Lock()
+
+    def slow(_stop: threading.Event) -> None:
+        nonlocal running, most, runs
+        with lock:
+            running += 1
+            runs += 1
+            most = max(most, running)
+        time.sleep(1.0)
+        with lock:
+            running -= 1
+
+    scheduler = Scheduler(
+        settings=settings.model_copy(update={"scheduler_leader_poll_seconds": 0.2}),
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        jobs=[JobSpec("probe", slow, interval_seconds=0.25)],
+        collect=False,
+    )
+    scheduler.start()
+    time.sleep(3.5)
+    scheduler.stop()
+    assert most == 1, "the job ran twice at once"
+    assert 2 <= runs <= 4, f"{runs} runs of a 1 s job in 3.5 s: missed ticks must coalesce, not queue"
+
+
+def test_when_a_collector_is_due_at_start() -> None:
+    from service.db.models import utcnow
+    from service.scheduler import _overdue
+
+    now = utcnow()
+    never = Source(name="a", kind="app_store.v1", schedule_interval_seconds=3600)
+    assert _overdue(never, now=now)
+    recent = Source(
+        name="b", kind="app_store.v1", schedule_interval_seconds=3600, last_run_at=now - timedelta(minutes=10)
+    )
+    assert not _overdue(recent, now=now)
+    missed = Source(
+        name="c", kind="app_store.v1", schedule_interval_seconds=3600, last_run_at=now - timedelta(hours=5)
+    )
+    assert _overdue(missed, now=now)
+    cut_short = Source(
+        name="d",
+        kind="app_store.v1",
+        schedule_interval_seconds=3600,
+        last_run_at=now - timedelta(minutes=1),
+        lease_owner="host:1:x",
+    )
+    assert _overdue(cut_short, now=now)
+    nightly = Source(name="e", kind="app_store.v1", schedule_cron="0 3 * * *")
+    at_four = now.replace(hour=4, minute=0, second=0, microsecond=0)
+    nightly.last_run_at = at_four - timedelta(days=1, minutes=50)
+    assert _overdue(nightly, now=at_four)
+    nightly.last_run_at = at_four - timedelta(minutes=50)
+    assert not _overdue(nightly, now=at_four)
+
+
+def test_run_now_through_the_api_is_picked_up_by_the_scheduler(
+    settings: Settings, tmp_path: Path, auth: Callable[[Role], dict[str, str]], session: Session
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "week1.jsonl").write_text(
+        '{"text": "Queue at the tills was far too long", "external_id": "w1-1"}\n'
+    )
+    live = settings.model_copy(
+        update={
+            "scheduler_enabled": True,
+            "scheduler_sync_seconds": 0.3,
+            "scheduler_leader_poll_seconds": 0.2,
+        }
+    )
+    with TestClient(create_app(live)) as client:
+        admin = auth(Role.ADMIN)
+        created = client.post(
+            "/v1/sources",
+            json={
+                "name": "inbox",
+                "kind": "survey_files.v1",
+                "config": {"folder": str(inbox), "settle_seconds": 0},
+            },
+            headers=admin,
+        )
+        assert created.status_code == 201, created.text
+
+        def runs() -> list[dict[str, object]]:
+            listed: list[dict[str, object]] = client.get(
+                "/v1/sources/inbox/runs", headers=auth(Role.ANALYST)
+            ).json()
+            return listed
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(run["status"] == "completed" for run in runs()):
+            time.sleep(0.2)
+        assert [run["trigger"] for run in runs()] == ["schedule"], "a new collector runs at once"
+        (inbox / "week2.jsonl").write_text('{"text": "Staff were lovely and fast", "external_id": "w2-1"}\n')
+        assert client.post("/v1/sources/inbox/run", headers=admin).status_code == 202
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline and len([run for run in runs() if run["status"] == "completed"]) < 2
+        ):
+            time.sleep(0.2)
+        assert [run["trigger"] for run in runs()] == ["manual", "schedule"]
+        health = client.get("/v1/sources/inbox", headers=auth(Role.ANALYST)).json()["health"]
+        assert health["state"] == "ok" and health["items_collected"] == 2
+        collected = client.get(
+            "/v1/scheduler/runs", params={"job": "collect:inbox"}, headers=auth(Role.ANALYST)
+        ).json()
+        assert len(collected) == 2 and {run["status"] for run in collected} == {"completed"}
+    stored = session.scalars(select(FeedbackItem.external_id).order_by(FeedbackItem.external_id)).all()
+    assert stored == ["w1-1", "w2-1"]
