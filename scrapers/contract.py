@@ -113,7 +113,9 @@ class SourceConfig(BaseModel):
     max_pages_per_run: int = Field(
         default=50, ge=1, le=100_000, description="Stop a run after this many pages."
     )
-    requests_per_minute: float = Field(default=60.0, gt=0, le=6000, description="This source's rate limit.")
+    requests_per_minute: float = Field(
+        default=60.0, gt=0, le=60_000, description="This source's rate limit (requests a minute)."
+    )
     timeout_seconds: float = Field(default=20.0, gt=0, le=300)
 
 
