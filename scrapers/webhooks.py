@@ -53,6 +53,7 @@ __all__ = [
     "parse_qualtrics_event",
     "parse_qualtrics_workflow",
     "parse_typeform",
+    "qualtrics_record",
     "verify_qualtrics_event",
     "verify_qualtrics_workflow",
     "verify_typeform",
@@ -479,14 +480,29 @@ def parse_qualtrics_workflow(
     for index, item in enumerate(items):
         response_id = _piped(item, config.fields.response_id)
         try:
-            records.append(_qualtrics_record(item, config))
+            records.append(
+                qualtrics_record(
+                    item,
+                    config.fields,
+                    rating_scale=config.rating_scale,
+                    default_timezone=config.default_timezone,
+                    product=config.product,
+                )
+            )
         except ValueError as exc:
             malformed.append(Malformed(where=f"qualtrics[{index}]", reason=str(exc), external_id=response_id))
     return records, malformed
 
 
-def _qualtrics_record(item: Mapping[str, Any], config: QualtricsWorkflowConfig) -> Record:
-    mapping = config.fields
+def qualtrics_record(
+    item: Mapping[str, Any],
+    mapping: QualtricsFieldMapping,
+    *,
+    rating_scale: RatingScale,
+    default_timezone: str,
+    product: str | None,
+) -> Record:
+    """One Qualtrics response (a workflow body, or the values of a fetched response) as a record."""
     response_id = _piped(item, mapping.response_id)
     if response_id is None:
         raise ValueError(f"{mapping.response_id} (the response id) is missing")
@@ -497,7 +513,7 @@ def _qualtrics_record(item: Mapping[str, Any], config: QualtricsWorkflowConfig) 
     if created is None:
         raise ValueError(f"{mapping.created_at} (the response time) is missing")
     try:
-        created_at = parse_datetime(created, default_timezone=config.default_timezone)
+        created_at = parse_datetime(created, default_timezone=default_timezone)
     except (ValueError, FileFormatError):
         raise ValueError(f"{mapping.created_at} {created!r} is not a date") from None
     rating = None
@@ -507,7 +523,7 @@ def _qualtrics_record(item: Mapping[str, Any], config: QualtricsWorkflowConfig) 
         except ValueError:
             raise ValueError(f"{mapping.rating} {raw_rating!r} is not a number") from None
         if number is not None:
-            rating = Rating(value=number, scale=config.rating_scale)
+            rating = Rating(value=number, scale=rating_scale)
     metadata: dict[str, Any] = {}
     if mapping.survey_id and (survey_id := _piped(item, mapping.survey_id)):
         metadata["survey_id"] = survey_id
@@ -522,7 +538,7 @@ def _qualtrics_record(item: Mapping[str, Any], config: QualtricsWorkflowConfig) 
         author=_piped(item, mapping.author),
         location=_piped(item, mapping.location),
         language=_piped(item, mapping.language),
-        product=_piped(item, mapping.product) or config.product,
+        product=_piped(item, mapping.product) or product,
         metadata=metadata,
     )
 

@@ -99,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Keyword options for the HTTP calls webhook readers make (tests pass a replaying transport here).
+    app.state.source_options = {}
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(feedback.router)

@@ -13,15 +13,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scrapers.contract import Malformed, Record
+from scrapers.http import SourceError
+from scrapers.qualtrics import QualtricsEventSourceConfig, fetch_response
 from scrapers.registry import SourceConfigError, resolve_env_refs
 from scrapers.webhooks import (
     TYPEFORM_SIGNATURE_HEADER,
+    QualtricsEventConfig,
     QualtricsWorkflowConfig,
     TypeformWebhookConfig,
     WebhookPayloadError,
     WebhookSignatureError,
+    parse_qualtrics_event,
     parse_qualtrics_workflow,
     parse_typeform,
+    verify_qualtrics_event,
     verify_qualtrics_workflow,
     verify_typeform,
 )
@@ -32,14 +37,54 @@ from service.db.models import ImportAudit, Source, utcnow
 Headers = Mapping[str, str]
 
 
+Parsed = tuple[list[Record], list[Malformed]]
+
+
 @dataclass(frozen=True)
 class WebhookKind:
-    """How one survey tool's pushes are checked and read."""
+    """How one survey tool's pushes are checked and read (``read`` gets the raw body, the config and the
+    options for outbound HTTP)."""
 
     config_model: type[BaseModel]
     verify: Callable[[bytes, Headers, Any], None]
-    parse: Callable[[Any, Any], tuple[list[Record], list[Malformed]]]
+    read: Callable[[bytes, Any, Mapping[str, Any]], Parsed]
     description: str
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CollectorError(f"the body is not JSON: {exc}", status=400) from None
+
+
+def _read_typeform(body: bytes, config: TypeformWebhookConfig, _options: Mapping[str, Any]) -> Parsed:
+    return parse_typeform(_json_body(body), config)
+
+
+def _read_qualtrics_workflow(
+    body: bytes, config: QualtricsWorkflowConfig, _options: Mapping[str, Any]
+) -> Parsed:
+    return parse_qualtrics_workflow(_json_body(body), config)
+
+
+def _verify_qualtrics_event(body: bytes, _headers: Headers, config: QualtricsEventSourceConfig) -> None:
+    verify_qualtrics_event(body, config.shared_key.get_secret_value())
+
+
+def _read_qualtrics_event(
+    body: bytes, config: QualtricsEventSourceConfig, options: Mapping[str, Any]
+) -> Parsed:
+    event = parse_qualtrics_event(
+        body, QualtricsEventConfig(shared_key=config.shared_key, surveys=config.surveys)
+    )
+    try:
+        return fetch_response(event, config, **options)
+    except SourceError as exc:
+        # A non-2xx answer makes Qualtrics send the event again later.
+        raise CollectorError(
+            f"could not read response {event.response_id} from Qualtrics: {exc}", status=502
+        ) from None
 
 
 def _verify_typeform(body: bytes, headers: Headers, config: TypeformWebhookConfig) -> None:
@@ -54,13 +99,19 @@ WEBHOOK_KINDS: dict[str, WebhookKind] = {
     "typeform.webhook.v1": WebhookKind(
         TypeformWebhookConfig,
         _verify_typeform,
-        parse_typeform,
+        _read_typeform,
         "Typeform form responses, signed with the webhook's secret (Typeform-Signature).",
+    ),
+    "qualtrics.event.v1": WebhookKind(
+        QualtricsEventSourceConfig,
+        _verify_qualtrics_event,
+        _read_qualtrics_event,
+        "Qualtrics completed-response events, signed with the subscription's sharedKey; answers read by API.",
     ),
     "qualtrics.workflow.v1": WebhookKind(
         QualtricsWorkflowConfig,
         _verify_qualtrics,
-        parse_qualtrics_workflow,
+        _read_qualtrics_workflow,
         "Qualtrics survey responses posted by a Workflow web-service task, with a fixed API-key header.",
     ),
 }
@@ -115,6 +166,7 @@ def receive_webhook(
     headers: Headers,
     settings: Settings,
     environ: Mapping[str, str] | None = None,
+    source_options: Mapping[str, Any] | None = None,
 ) -> WebhookOutcome:
     """Verify a push to webhook source ``name``, store its records once, and audit it."""
     source = session.scalar(select(Source).where(Source.name == name))
@@ -132,11 +184,7 @@ def receive_webhook(
     except WebhookSignatureError as exc:
         raise CollectorError(str(exc), status=401) from None
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CollectorError(f"the body is not JSON: {exc}", status=400) from None
-    try:
-        records, malformed = kind.parse(payload, config)
+        records, malformed = kind.read(body, config, source_options or {})
     except WebhookPayloadError as exc:
         raise CollectorError(str(exc), status=422) from None
     run = ImportAudit(

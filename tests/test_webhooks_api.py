@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.models import FeedbackItem, ImportAudit, Role, Source
-from tests.scrapers.replay import load_bytes
+from tests.scrapers.replay import FakeSleep, ReplayTransport, Route, json_response, load_bytes, load_json
 
 Auth = Callable[[Role], dict[str, str]]
 SECRET = "tf-webhook-secret-7d1e"
@@ -113,3 +115,85 @@ def test_a_qualtrics_workflow_post_with_its_key(client: TestClient, auth: Auth, 
     assert source is not None and source.items_collected == stored.json()["stored"]
     kinds = {kind["kind"] for kind in client.get("/v1/source-kinds", headers=auth(Role.ANALYST)).json()}
     assert {"typeform.webhook.v1", "qualtrics.workflow.v1", "app_store.v1"} <= kinds
+
+
+def _qualtrics_event(shared_key: str) -> bytes:
+    message = json.dumps(
+        {
+            "Status": "Complete",
+            "SurveyID": "SV_3kLmN8pQrS2tUvW",
+            "ResponseID": "R_1a2B3c4D5e6F7g8",
+            "CompletedDate": "2026-03-14 09:15:02",
+            "BrandID": "acmeretail",
+        }
+    )
+    signature = hmac.new(shared_key.encode(), message.encode(), hashlib.sha512).hexdigest()
+    return urlencode(
+        {"Topic": "surveyengine.completedResponse.SV_3kLmN8pQrS2tUvW", "MSG": message, "HMAC": signature}
+    ).encode()
+
+
+def test_a_signed_qualtrics_event_fetches_and_stores_the_response(
+    client: TestClient, auth: Auth, session: Session
+) -> None:
+    created = client.post(
+        "/v1/sources",
+        json={
+            "name": "qualtrics-events",
+            "kind": "qualtrics.event.v1",
+            "config": {
+                "shared_key": "sk-1",
+                "api_token": "qx-api-token",
+                "datacenter": "fra1",
+                "fields": {"text": ["QID2_TEXT"], "rating": "QID1", "location": "labels.QID3"},
+            },
+            "default_touchpoint": "delivery_shipping",
+        },
+        headers=auth(Role.ADMIN),
+    )
+    assert created.status_code == 201, created.text
+    api = ReplayTransport(
+        Route(
+            "GET",
+            r"/API/v3/surveys/SV_3kLmN8pQrS2tUvW/responses/R_1a2B3c4D5e6F7g8$",
+            [json_response(load_json("qualtrics_api", "response.json"))],
+            repeat_last=True,
+        )
+    )
+    client.app.state.source_options = {"transport": api, "sleep": FakeSleep()}  # type: ignore[attr-defined]
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    forged = client.post("/v1/webhooks/qualtrics-events", content=_qualtrics_event("guess"), headers=headers)
+    assert forged.status_code == 401 and api.requests == []
+    stored = client.post("/v1/webhooks/qualtrics-events", content=_qualtrics_event("sk-1"), headers=headers)
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["stored"] == 1
+    again = client.post("/v1/webhooks/qualtrics-events", content=_qualtrics_event("sk-1"), headers=headers)
+    assert again.json()["duplicates"] == 1
+    item = session.scalar(select(FeedbackItem).where(FeedbackItem.external_id == "R_1a2B3c4D5e6F7g8"))
+    assert item is not None and item.location == "Riyadh Olaya" and item.rating_scale == "nps"
+    assert item.text.endswith("رقمي [phone]"), "personal data is redacted on the way in"
+
+
+def test_a_qualtrics_event_whose_response_cannot_be_read_asks_for_a_retry(
+    client: TestClient, auth: Auth
+) -> None:
+    client.post(
+        "/v1/sources",
+        json={
+            "name": "qualtrics-events",
+            "kind": "qualtrics.event.v1",
+            "config": {"shared_key": "sk-1", "api_token": "wrong", "datacenter": "fra1"},
+        },
+        headers=auth(Role.ADMIN),
+    )
+    api = ReplayTransport(
+        Route("GET", r"/responses/", [json_response(load_json("qualtrics_api", "bad_token.json"), 401)])
+    )
+    client.app.state.source_options = {"transport": api, "sleep": FakeSleep()}  # type: ignore[attr-defined]
+    response = client.post(
+        "/v1/webhooks/qualtrics-events",
+        content=_qualtrics_event("sk-1"),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 502
+    assert "Invalid API token." in response.json()["detail"] and "wrong" not in response.json()["detail"]

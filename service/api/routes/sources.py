@@ -349,6 +349,12 @@ async def post_webhook(
     body = await request.body()
     with _as_problem():
         outcome = await run_in_threadpool(
-            receive_webhook, session, name=name, body=body, headers=request.headers, settings=settings
+            receive_webhook,
+            session,
+            name=name,
+            body=body,
+            headers=request.headers,
+            settings=settings,
+            source_options=getattr(request.app.state, "source_options", None),
         )
     return WebhookReceived(**outcome.__dict__)
