@@ -56,9 +56,6 @@ class Settings(BaseSettings):
     scoring_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     scoring_batch_size: int = Field(default=64, ge=1, le=1024)
     max_score_items: int = Field(default=256, ge=1, le=4096)
-    topics_refit_interval_hours: float = Field(
-        default=24.0, gt=0, description="The background loop refits topics this often (and once at first)."
-    )
     topics_bootstrap_sentences: int = Field(
         default=200, ge=1, description="The first refit waits until this many sentences are scored."
     )
@@ -88,7 +85,10 @@ class Settings(BaseSettings):
     )
     scheduler_max_workers: int = Field(default=4, ge=1, le=64)
     topics_assign_interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
-    topics_refit_cron: str = Field(default="0 3 * * *", description="Nightly topic refit (UTC crontab).")
+    topics_refit_cron: str = Field(
+        default="0 3 * * *",
+        description="When topics are refitted (UTC crontab); the first refit comes earlier.",
+    )
     collector_lease_seconds: int = Field(
         default=900, ge=5, le=86_400, description="A collector run holds its source this long per page."
     )

@@ -426,10 +426,10 @@ def pipeline_jobs(
     analyzer: Any,
     webhook_client: httpx.Client | None,
 ) -> list[JobSpec]:
-    """Scoring (with touchpoint labelling), topic assignment and the nightly refit, and alerts."""
+    """Scoring (with touchpoint labelling), topics (the nightly refit, then assignment), and alerts."""
     from service.alerts import deliver_pending, delivery_options, evaluate_rules
     from service.scoring import score_pending
-    from service.topics import TopicAssigner, TopicMaintenance, refit_topics
+    from service.topics import TopicAssigner, TopicMaintenance
     from service.touchpoints import LabelerCache, label_pending
 
     jobs: list[JobSpec] = []
@@ -448,17 +448,10 @@ def pipeline_jobs(
         maintenance = TopicMaintenance(
             session_factory=session_factory,
             assigner=TopicAssigner(),
-            refit_interval=timedelta(hours=settings.topics_refit_interval_hours),
+            refit_cron=settings.topics_refit_cron,
             bootstrap_sentences=settings.topics_bootstrap_sentences,
         )
-        jobs.append(
-            JobSpec("topics.assign", maintenance, interval_seconds=settings.topics_assign_interval_seconds)
-        )
-
-        def refit(_stop: threading.Event) -> None:
-            refit_topics(session_factory)
-
-        jobs.append(JobSpec("topics.refit", refit, cron=settings.topics_refit_cron))
+        jobs.append(JobSpec("topics", maintenance, interval_seconds=settings.topics_assign_interval_seconds))
     if settings.alerts_enabled:
 
         def evaluate(_stop: threading.Event) -> None:

@@ -9,7 +9,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -613,20 +613,23 @@ def assign_pending(
 
 
 class TopicMaintenance:
-    """The background step after scoring: refit when due (the first once enough is scored), then assign."""
+    """The scheduler's topic job: refit when due (the first once enough is scored, then after each tick of
+    ``refit_cron``), then give new sentences their topics. One job, so a refit and an assignment never race."""
 
     def __init__(
         self,
         *,
         session_factory: sessionmaker[Session],
         assigner: TopicAssigner,
-        refit_interval: timedelta,
+        refit_cron: str,
         bootstrap_sentences: int,
         config: TopicConfig | None = None,
     ) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+
         self.session_factory = session_factory
         self.assigner = assigner
-        self.refit_interval = refit_interval
+        self.refit_schedule = CronTrigger.from_crontab(refit_cron, timezone="UTC")
         self.bootstrap_sentences = bootstrap_sentences
         self.config = config
 
@@ -635,8 +638,9 @@ class TopicMaintenance:
             refit_topics(self.session_factory, config=self.config)
         assign_pending(self.session_factory, assigner=self.assigner, stop=stop)
 
-    def refit_due(self) -> bool:
-        """No model yet and enough sentences scored, or the newest model is older than the interval."""
+    def refit_due(self, *, now: datetime | None = None) -> bool:
+        """No model yet and enough sentences scored, or a scheduled refit time has passed since the newest."""
+        now = now or utcnow()
         with self.session_factory() as session:
             latest = session.execute(
                 select(TopicModelRun.status, TopicModelRun.started_at)
@@ -644,7 +648,8 @@ class TopicMaintenance:
                 .limit(1)
             ).first()
             if latest is not None:
-                return bool(utcnow() - latest.started_at >= self.refit_interval)
+                next_refit: datetime | None = self.refit_schedule.get_next_fire_time(None, latest.started_at)
+                return next_refit is not None and next_refit <= now
             scored = session.scalar(select(func.count()).select_from(FeedbackSentence)) or 0
             pending = session.scalar(
                 select(func.count()).select_from(FeedbackItem).where(FeedbackItem.scored_at.is_(None))

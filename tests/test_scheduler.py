@@ -10,7 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -309,3 +309,27 @@ def test_run_now_through_the_api_is_picked_up_by_the_scheduler(
         assert len(collected) == 2 and {run["status"] for run in collected} == {"completed"}
     stored = session.scalars(select(FeedbackItem.external_id).order_by(FeedbackItem.external_id)).all()
     assert stored == ["w1-1", "w2-1"]
+
+
+def test_topics_are_refitted_after_each_scheduled_time_and_first_when_enough_is_scored(
+    engine: Engine, session: Session
+) -> None:
+    from service.db.models import TopicModelRun
+    from service.topics import TopicAssigner, TopicMaintenance
+
+    maintenance = TopicMaintenance(
+        session_factory=make_session_factory(engine),
+        assigner=TopicAssigner(),
+        refit_cron="0 3 * * *",
+        bootstrap_sentences=1,
+    )
+    assert not maintenance.refit_due(), "nothing scored yet: no first refit"
+    session.add(
+        TopicModelRun(status="completed", config={}, started_at=datetime(2026, 11, 29, 3, 0, 30, tzinfo=UTC))
+    )
+    session.commit()
+    assert not maintenance.refit_due(now=datetime(2026, 11, 30, 2, 59, tzinfo=UTC))
+    assert maintenance.refit_due(now=datetime(2026, 11, 30, 3, 0, 1, tzinfo=UTC))
+    assert maintenance.refit_due(now=datetime(2026, 12, 2, 12, 0, tzinfo=UTC)), (
+        "missed nights: refit once, now"
+    )
