@@ -787,5 +787,38 @@ def scheduler_run() -> None:
             scheduler.wait()
 
 
+@scheduler_app.command("status")
+def scheduler_status(limit: Annotated[int, typer.Option(min=1, help="Runs to show.")] = 20) -> None:
+    """The latest run of each job: which process ran it, for which tick, and how it ended."""
+    from service.db.models import SchedulerRun
+
+    with _database() as (_, session):
+        latest = (
+            select(SchedulerRun.job_id, func.max(SchedulerRun.id).label("id"))
+            .group_by(SchedulerRun.job_id)
+            .subquery()
+        )
+        runs = session.scalars(
+            select(SchedulerRun)
+            .join(latest, latest.c.id == SchedulerRun.id)
+            .order_by(SchedulerRun.job_id)
+            .limit(limit)
+        ).all()
+        if not runs:
+            console.print(
+                "no job has run yet: is a scheduler running (`cxmine serve` or `cxmine scheduler run`)?"
+            )
+            return
+        table = Table("job", "tick", "status", "took", "process", "error")
+        for run in runs:
+            took = (
+                f"{(run.finished_at - run.started_at).total_seconds():.1f}s" if run.finished_at else "running"
+            )
+            table.add_row(
+                run.job_id, _when(run.scheduled_for), run.status, took, run.owner, (run.error or "")[:60]
+            )
+        out.print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -109,7 +109,7 @@ def test_a_standby_takes_over_and_no_tick_runs_twice(
 
 
 def test_a_failing_job_is_recorded_and_the_others_go_on(
-    engine: Engine, settings: Settings, session: Session
+    engine: Engine, settings: Settings, session: Session, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ran = threading.Event()
 
@@ -132,6 +132,22 @@ def test_a_failing_job_is_recorded_and_the_others_go_on(
     scheduler.stop()
     failures = session.scalars(select(SchedulerRun).where(SchedulerRun.job_id == "broken")).all()
     assert failures and all(row.status == "failed" and row.error == "RuntimeError: boom" for row in failures)
+
+    from typer.testing import CliRunner
+
+    from service.cli import app as cli_app
+    from service.config import get_settings
+
+    monkeypatch.setenv("CXMINE_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        status = CliRunner().invoke(cli_app, ["scheduler", "status"], env={"COLUMNS": "200"})
+    finally:
+        get_settings.cache_clear()
+    assert status.exit_code == 0, status.output
+    lines = {line.split()[1]: line for line in status.output.splitlines() if line.startswith("│ ")}
+    assert "failed" in lines["broken"] and "RuntimeError: boom" in lines["broken"]
+    assert "completed" in lines["probe"]
 
 
 @pytest.mark.slow
