@@ -172,7 +172,7 @@ def test_changes_to_a_collector(client: TestClient, auth: Auth, session: Session
 def test_literal_secrets_are_masked_and_env_references_shown(
     client: TestClient, auth: Auth, session: Session
 ) -> None:
-    from scrapers.registry import masked_config
+    from scrapers.registry import masked_config, source_kinds
 
     shown = masked_config("app_store.v1", {"app_id": "1234567890"})
     assert shown == {"app_id": "1234567890"}
@@ -180,7 +180,7 @@ def test_literal_secrets_are_masked_and_env_references_shown(
     secret_kinds = [
         kind["kind"]
         for kind in kinds
-        if not kind["kind"].endswith((".webhook.v1", ".workflow.v1"))
+        if kind["kind"] in source_kinds()
         and any(
             p.get("format") == "password" or p.get("writeOnly")
             for p in kind["config_schema"].get("properties", {}).values()
