@@ -86,40 +86,46 @@ def resolve_env_refs(value: Any, environ: Mapping[str, str]) -> Any:
 
 def validate_config(kind: str, raw: Mapping[str, Any], *, environ: Mapping[str, str]) -> SourceConfig:
     """The source's config validated, secrets resolved from the environment; errors are listed by field."""
-    cls = source_class(kind)
+    config = validate_model(source_class(kind).config_model, raw, environ=environ, label=kind)
+    assert isinstance(config, SourceConfig)
+    return config
+
+
+def validate_model(
+    model: type[BaseModel], raw: Mapping[str, Any], *, environ: Mapping[str, str], label: str
+) -> BaseModel:
+    """``raw`` validated against ``model`` after resolving env references; a ``SourceConfigError`` lists every
+    problem by field."""
     resolved = resolve_env_refs(dict(raw), environ)
     try:
-        return cls.config_model.model_validate(resolved)
+        return model.model_validate(resolved)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or '(config)'}: {error['msg']}"
             for error in exc.errors(include_input=False)
         )
-        raise SourceConfigError(f"invalid {kind} config: {problems}") from None
+        raise SourceConfigError(f"invalid {label} config: {problems}") from None
 
 
 def check_config_shape(kind: str, raw: Mapping[str, Any]) -> None:
     """Validate a config before storing it, without needing its secrets to be set in this environment."""
-    placeholders = _placeholder_environ(raw)
-    validate_config(kind, raw, environ=placeholders)
+    validate_config(kind, raw, environ=placeholder_environ(raw))
 
 
-def _placeholder_environ(raw: Any) -> dict[str, str]:
-    names: dict[str, str] = {}
+def env_references(value: Any) -> list[str]:
+    """The environment variable names a config refers to with ``{"env": NAME}``."""
+    if isinstance(value, dict):
+        if set(value) == {"env"} and isinstance(value["env"], str):
+            return [value["env"]]
+        return [name for item in value.values() for name in env_references(item)]
+    if isinstance(value, list):
+        return [name for item in value for name in env_references(item)]
+    return []
 
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            if set(value) == {"env"} and isinstance(value["env"], str):
-                names[value["env"]] = "placeholder"
-            else:
-                for item in value.values():
-                    walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
 
-    walk(raw)
-    return names
+def placeholder_environ(raw: Any) -> dict[str, str]:
+    """An environment that sets every variable ``raw`` refers to, for checking a config's shape."""
+    return dict.fromkeys(env_references(raw), "placeholder")
 
 
 def masked_config(kind: str, raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,8 @@ from service.ingest.service import FeedbackStore, ItemResult, record_results, va
 logger = logging.getLogger("cxmine.collectors")
 
 DEFAULT_INTERVAL_SECONDS = 3600
+DEFAULT_RATE_LIMIT_WAIT_SECONDS = 900.0
+"""How long a rate-limited source waits when the service did not say."""
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 PROCESS_OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -361,6 +363,7 @@ def run_collector(
 
     result = CollectResult(cursor=cursor)
     status, error, action = "completed", None, None
+    retry_after: float | None = None
     try:
         collector = build_source(
             kind, config, environ=os.environ if environ is None else environ, **dict(source_options or {})
@@ -395,7 +398,10 @@ def run_collector(
         except SourceError as exc:
             status = "rate_limited" if exc.action is ErrorAction.RATE_LIMITED else "failed"
             error, action = str(exc), exc.action.value
-            _defer_if_rate_limited(session_factory, source_id=source_id, error=exc)
+            if exc.action is ErrorAction.RATE_LIMITED:
+                retry_after = (
+                    exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT_SECONDS
+                )
         except LeaseLostError as exc:
             status, error = "interrupted", str(exc)
         except Exception as exc:  # a bug in one source must not take the scheduler down
@@ -411,7 +417,15 @@ def run_collector(
         run_row.error = error
         run_row.error_action = action
         run_row.finished_at = utcnow()
-        _finish_source(session, source_id=source_id, owner=owner, status=status, error=error, action=action)
+        _finish_source(
+            session,
+            source_id=source_id,
+            owner=owner,
+            status=status,
+            error=error,
+            action=action,
+            retry_after=retry_after,
+        )
         outcome = RunOutcome(
             run_id=run_id,
             status=status,
@@ -485,7 +499,14 @@ def _holder_is_dead(owner: str) -> bool:
 
 
 def _finish_source(
-    session: Session, *, source_id: int, owner: str, status: str, error: str | None, action: str | None
+    session: Session,
+    *,
+    source_id: int,
+    owner: str,
+    status: str,
+    error: str | None,
+    action: str | None,
+    retry_after: float | None,
 ) -> None:
     source = session.get(Source, source_id)
     assert source is not None
@@ -500,55 +521,28 @@ def _finish_source(
         source.last_error_action = action
         source.last_error_at = now
         source.consecutive_failures = (source.consecutive_failures or 0) + 1
+    if retry_after is not None:
+        source.deferred_until = now + timedelta(seconds=retry_after)
     if source.lease_owner == owner:
         source.lease_owner = None
         source.lease_expires_at = None
 
 
-def _defer_if_rate_limited(
-    session_factory: sessionmaker[Session], *, source_id: int, error: SourceError
-) -> None:
-    if error.action is not ErrorAction.RATE_LIMITED:
-        return
-    wait = error.retry_after if error.retry_after is not None else 900.0
-    with session_factory() as session, session.begin():
-        session.execute(
-            update(Source)
-            .where(Source.id == source_id)
-            .values(deferred_until=utcnow() + timedelta(seconds=wait))
-            .execution_options(synchronize_session=False)
-        )
-
-
+@dataclass
 class CollectorSink:
     """Writes each page's records, the source's cursor and the run's counts in one transaction."""
 
-    def __init__(
-        self,
-        session_factory: sessionmaker[Session],
-        *,
-        source_id: int,
-        source_name: str,
-        run_id: int,
-        owner: str,
-        lease: timedelta,
-        channel: str,
-        author_salt: bytes,
-        redact: bool,
-        max_text_chars: int,
-        on_page: Callable[[ImportAudit], None] | None = None,
-    ) -> None:
-        self.session_factory = session_factory
-        self.source_id = source_id
-        self.source_name = source_name
-        self.run_id = run_id
-        self.owner = owner
-        self.lease = lease
-        self.channel = channel
-        self.author_salt = author_salt
-        self.redact = redact
-        self.max_text_chars = max_text_chars
-        self.on_page = on_page
+    session_factory: sessionmaker[Session]
+    source_id: int
+    source_name: str
+    run_id: int
+    owner: str
+    lease: timedelta
+    channel: str
+    author_salt: bytes
+    redact: bool
+    max_text_chars: int
+    on_page: Callable[[ImportAudit], None] | None = None
 
     def write(self, page: Page) -> None:
         """Store the page and move the cursor, or neither (a lost lease rolls the page back)."""

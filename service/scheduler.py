@@ -474,11 +474,3 @@ def pipeline_jobs(
                 )
             )
     return jobs
-
-
-def job_runs(session: Session, *, since: datetime | None = None, limit: int = 200) -> list[SchedulerRun]:
-    """Recent job runs, newest first."""
-    query = select(SchedulerRun).order_by(SchedulerRun.id.desc()).limit(limit)
-    if since is not None:
-        query = query.where(SchedulerRun.started_at >= since)
-    return list(session.scalars(query))

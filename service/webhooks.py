@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scrapers.contract import Malformed, Record
 from scrapers.http import SourceError
 from scrapers.qualtrics import QualtricsEventSourceConfig, fetch_response
-from scrapers.registry import SourceConfigError, resolve_env_refs
+from scrapers.registry import SourceConfigError, placeholder_environ, validate_model
 from scrapers.webhooks import (
     TYPEFORM_SIGNATURE_HEADER,
     QualtricsEventConfig,
@@ -119,32 +120,14 @@ WEBHOOK_KINDS: dict[str, WebhookKind] = {
 
 def check_webhook_config(kind: str, config: Mapping[str, Any]) -> None:
     """Validate a webhook source's config before storing it (env references need not be set here)."""
-    placeholders = {value["env"]: "placeholder" for value in _env_refs(config)}
-    _validated(kind, config, environ=placeholders)
-
-
-def _env_refs(value: Any) -> list[dict[str, str]]:
-    if isinstance(value, dict):
-        if set(value) == {"env"} and isinstance(value["env"], str):
-            return [value]
-        return [ref for item in value.values() for ref in _env_refs(item)]
-    if isinstance(value, list):
-        return [ref for item in value for ref in _env_refs(item)]
-    return []
+    _validated(kind, config, environ=placeholder_environ(config))
 
 
 def _validated(kind: str, config: Mapping[str, Any], *, environ: Mapping[str, str]) -> Any:
-    model = WEBHOOK_KINDS[kind].config_model
     try:
-        return model.model_validate(resolve_env_refs(dict(config), environ))
+        return validate_model(WEBHOOK_KINDS[kind].config_model, config, environ=environ, label=kind)
     except SourceConfigError as exc:
         raise CollectorError(str(exc)) from None
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(config)'}: {error['msg']}"
-            for error in exc.errors(include_input=False)
-        )
-        raise CollectorError(f"invalid {kind} config: {problems}") from None
 
 
 @dataclass(frozen=True)
@@ -232,6 +215,4 @@ def receive_webhook(
 
 
 def _with_touchpoint(record: Record, touchpoint: str) -> Record:
-    import dataclasses
-
     return dataclasses.replace(record, touchpoint=touchpoint)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from scrapers.registry import source_class
 from service.api.deps import AdminDep, ReaderDep, SessionDep, SettingsDep
@@ -171,7 +172,7 @@ def _out(source: Source, item_count: int) -> SourceOut:
     )
 
 
-def _item_count(session: SessionDep, source_id: int) -> int:
+def _item_count(session: Session, source_id: int) -> int:
     return (
         session.scalar(
             select(func.count()).select_from(FeedbackItem).where(FeedbackItem.source_id == source_id)
