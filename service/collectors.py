@@ -361,7 +361,6 @@ def run_collector(
         config, cursor = dict(source.config), source.cursor
         touchpoint, redact = source.default_touchpoint, source.redact_pii
 
-    result = CollectResult(cursor=cursor)
     status, error, action = "completed", None, None
     retry_after: float | None = None
     try:
@@ -385,7 +384,7 @@ def run_collector(
             on_page=on_page,
         )
         try:
-            result = collect(
+            result: CollectResult = collect(
                 collector,
                 cursor=cursor,
                 sink=sink,
