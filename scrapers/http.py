@@ -167,7 +167,7 @@ class PoliteClient:
         self._client.close()
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        """GET with the policy applied; raises a ``SourceError`` subclass when it cannot succeed."""
+        """GET with the policy applied (a 304 is returned as is); raises a ``SourceError`` when it cannot succeed."""
         return self.request("GET", url, **kwargs)
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
@@ -207,7 +207,8 @@ class PoliteClient:
                 failure = TransientError(f"could not reach {self.service_name}: {exc} ({attempt} attempts)")
                 wait = self._backoff(attempt)
             else:
-                if response.is_success:
+                # 304 answers a conditional request (If-None-Match / If-Modified-Since): nothing changed.
+                if response.is_success or response.status_code == 304:
                     return response
                 failure, wait = self._failure_of(response, attempt)
                 if failure.action not in (ErrorAction.RETRY, ErrorAction.RATE_LIMITED):

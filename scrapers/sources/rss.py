@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 
 from scrapers.base import HttpSource, HttpSourceConfig
 from scrapers.contract import Cursor, Malformed, Page, Record
-from scrapers.http import MalformedResponseError, NotFoundError, SourceError
+from scrapers.http import MalformedResponseError, NotFoundError
 from scrapers.parsing import Join, Pick, RecordSpec, html_to_text, text
 from scrapers.registry import register_source
 
@@ -204,10 +204,8 @@ class RssSource(HttpSource):
             raise NotFoundError(
                 f"there is no feed at {url} (HTTP {exc.status}). Check the feed URL.", status=exc.status
             ) from None
-        except SourceError as exc:
-            if exc.status == NOT_MODIFIED:
-                return None
-            raise
+        if response.status_code == NOT_MODIFIED:
+            return None
         document = feedparser.parse(
             io.BytesIO(response.content),
             response_headers={

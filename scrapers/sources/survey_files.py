@@ -275,12 +275,9 @@ class SurveyFilesSource(HttpSource):
             sha, data, file_time = self._download
         else:
             conditional = {} if offset else _conditional_headers(state)
-            try:
-                response = self.http.get(url, headers=conditional)
-            except SourceError as exc:
-                if exc.status == NOT_MODIFIED:
-                    return Page(records=[], cursor=_validators_only(state), done=True)
-                raise
+            response = self.http.get(url, headers=conditional)
+            if response.status_code == NOT_MODIFIED:
+                return Page(records=[], cursor=_validators_only(state), done=True)
             data = response.content
             sha = hashlib.sha256(data).hexdigest()
             file_time = _last_modified(response.headers) or datetime.fromtimestamp(self.wall_clock(), tz=UTC)

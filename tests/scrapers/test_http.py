@@ -169,3 +169,11 @@ def test_connection_errors_are_transient() -> None:
     with pytest.raises(TransientError, match="could not reach Example"):
         client(transport, FakeSleep()).get("https://api.example.com/x")
     assert issubclass(TransientError, SourceError)
+
+
+def test_a_304_to_a_conditional_request_is_an_answer_not_an_error() -> None:
+    transport = ReplayTransport(Route("GET", "/feed", [raw_response(b"", 304, content_type="text/xml")]))
+    response = client(transport, FakeSleep()).get(
+        "https://blog.example.com/feed", headers={"If-None-Match": '"v1"'}
+    )
+    assert response.status_code == 304 and len(transport.requests) == 1
