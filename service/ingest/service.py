@@ -82,16 +82,20 @@ _HANDLE = re.compile(r"(?<!\w)[@#]\w+")
 NEAR_DUPLICATE_MIN_CHARS = 24
 
 
-def text_fingerprint(text: str) -> str | None:
-    """A hash of the words alone (no case, punctuation, links, @handles or emoji), for near-copies across
-    sources; None for texts too short to call a copy ("great app!" is not one review pasted twice)."""
+def normalised_words(text: str) -> str:
+    """The words of a text alone: no case, punctuation, links, @handles or emoji, single-spaced."""
     normalised = unicodedata.normalize("NFKC", _HANDLE.sub(" ", _URL.sub(" ", text))).casefold()
     kept = "".join(char if unicodedata.category(char)[0] in "LNM" else " " for char in normalised)
-    words = kept.split()
-    joined = " ".join(words)
-    if len(joined) < NEAR_DUPLICATE_MIN_CHARS:
+    return " ".join(kept.split())
+
+
+def text_fingerprint(text: str) -> str | None:
+    """A hash of the words alone, for near-copies across sources (scripts/eval_near_duplicates.py); None for
+    texts too short to call a copy ("great app!" is not one review pasted twice)."""
+    words = normalised_words(text)
+    if len(words) < NEAR_DUPLICATE_MIN_CHARS:
         return None
-    return hashlib.sha256(joined.encode()).hexdigest()[:32]
+    return hashlib.sha256(words.encode()).hexdigest()[:32]
 
 
 def dedup_key(item: FeedbackItemIn, *, author_hash: str | None) -> str:
