@@ -15,9 +15,9 @@ from scrapers.base import HttpSource, HttpSourceConfig
 from scrapers.http import (
     BadCredentialsError,
     ErrorAction,
-    MalformedResponseError,
     PoliteClient,
 )
+from scrapers.oauth import OAuthAccessToken
 
 logger = logging.getLogger("cxmine.scrapers")
 
@@ -40,6 +40,9 @@ class GoogleAuthConfig(HttpSourceConfig):
         default=None, description="A refresh token of that client: the source mints its own access tokens."
     )
     token_url: str = Field(default=GOOGLE_OAUTH_ENDPOINT, description="Google's OAuth 2 token endpoint.")
+    scope: str | None = Field(
+        default=None, description="Not sent: a Google refresh token carries its scopes."
+    )
 
     @model_validator(mode="after")
     def _one_way_to_sign_in(self) -> Self:
@@ -53,62 +56,8 @@ class GoogleAuthConfig(HttpSourceConfig):
         return self
 
 
-class GoogleAccessToken:
-    """The bearer token a Google source sends: the configured one, or one minted from the refresh token."""
-
-    def __init__(self, config: GoogleAuthConfig, http: PoliteClient) -> None:
-        self._config = config
-        self._http = http
-        self._minted: str | None = None
-        self._expires_at = 0.0
-
-    @property
-    def renewable(self) -> bool:
-        return self._config.refresh_token is not None
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._current()}"}
-
-    def forget(self) -> None:
-        """Drop a minted token the API refused, so the next request mints a new one."""
-        self._minted = None
-
-    def _current(self) -> str:
-        if self._config.access_token is not None:
-            return self._config.access_token.get_secret_value()
-        if self._minted is None or self._http.clock() >= self._expires_at:
-            self._minted = self._mint()
-        return self._minted
-
-    def _mint(self) -> str:
-        config = self._config
-        response = self._http.request(
-            "POST",
-            config.token_url,
-            data={
-                "grant_type": "refresh_token",
-                "client_id": config.client_id or "",
-                "client_secret": _revealed(config.client_secret),
-                "refresh_token": _revealed(config.refresh_token),
-            },
-        )
-        body = self._http.json_of(response)
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise MalformedResponseError("Google's token endpoint answered without an access_token")
-        lifetime = body.get("expires_in")
-        lifetime = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
-        # Renew a minute early so that a token does not expire between the check and the request.
-        self._expires_at = self._http.clock() + max(0.0, lifetime - 60.0)
-        return token
-
-
-def _revealed(secret: SecretStr | None) -> str:
-    return secret.get_secret_value() if secret is not None else ""
-
-
 def get_google_json(
-    http: PoliteClient, access: GoogleAccessToken, url: str, params: Mapping[str, str | int]
+    http: PoliteClient, access: OAuthAccessToken, url: str, params: Mapping[str, str | int]
 ) -> Any:
     """GET a Google API with the bearer token; a minted token the API refuses is minted again once."""
     try:
@@ -164,5 +113,5 @@ class GoogleApiSource(HttpSource):
         return google_api_error_action(response)
 
     @functools.cached_property
-    def _access(self) -> GoogleAccessToken:
-        return GoogleAccessToken(self.config, self.http)
+    def _access(self) -> OAuthAccessToken:
+        return OAuthAccessToken(self.config, self.http)

@@ -12,9 +12,11 @@ signature (after "-- ") cut. From is the author, Date the time (the server's arr
 unreadable), Content-Language the language. Auto-replies (Auto-Submitted) and senders matching
 ``ignore_from`` (your own agents) are skipped.
 
-Needs the host, the account's username and password (an app password for Gmail or Microsoft 365), and the
-folder. Connections use TLS (implicit on 993, or STARTTLS on 143). Timeouts and dropped connections are
-retried with backoff; a refused login fails the run at once.
+Needs the host, the account's username, and either its password (an app password where the provider allows
+one) or OAuth 2 (SASL XOAUTH2, which Microsoft 365 requires and Gmail prefers): an access token, or a client
+id, refresh token and token URL from which the source mints its own tokens. Connections use TLS (implicit on
+993, or STARTTLS on 143). Timeouts and dropped connections are retried with backoff; a refused login fails
+the run at once.
 """
 
 from __future__ import annotations
@@ -35,10 +37,20 @@ from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal, Protocol, TypeAlias, TypeVar
 
-from pydantic import Field, SecretStr, field_validator
+import httpx
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from scrapers.contract import Cursor, Malformed, Page, Record, Source, SourceConfig
-from scrapers.http import BadCredentialsError, HttpPolicy, NotFoundError, SourceError, TransientError, logger
+from scrapers.http import (
+    BadCredentialsError,
+    HttpPolicy,
+    NotFoundError,
+    PoliteClient,
+    SourceError,
+    TransientError,
+    logger,
+)
+from scrapers.oauth import OAuthAccessToken
 from scrapers.parsing import html_to_text
 from scrapers.registry import register_source
 
@@ -54,6 +66,10 @@ class ImapClient(Protocol):
     """The few ``imaplib.IMAP4`` calls the source makes, so that tests can replay a mailbox."""
 
     def login(self, user: str, password: str) -> tuple[str, ImapData]: ...
+
+    def authenticate(
+        self, mechanism: str, authobject: Callable[[bytes], bytes | None]
+    ) -> tuple[str, Any]: ...
 
     def select(self, mailbox: str = "INBOX", readonly: bool = False) -> tuple[str, ImapData]: ...
 
@@ -73,7 +89,29 @@ class ImapConfig(SourceConfig):
     port: int | None = Field(default=None, ge=1, le=65535, description="993 for ssl, 143 for starttls.")
     security: Literal["ssl", "starttls"] = Field(default="ssl", description="Implicit TLS or STARTTLS.")
     username: str = Field(min_length=1)
-    password: SecretStr = Field(description='The password or app password; use an {"env": ...} reference.')
+    password: SecretStr | None = Field(
+        default=None, description='The password or app password; use an {"env": ...} reference.'
+    )
+    access_token: SecretStr | None = Field(default=None, description="OAuth 2: an access token (XOAUTH2).")
+    client_id: str | None = Field(
+        default=None, description="OAuth 2: the client that owns the refresh token."
+    )
+    client_secret: SecretStr | None = Field(
+        default=None, description="OAuth 2: its secret (confidential clients)."
+    )
+    refresh_token: SecretStr | None = Field(
+        default=None, description="OAuth 2: the source mints access tokens."
+    )
+    token_url: str | None = Field(
+        default=None,
+        description="OAuth 2 token endpoint: https://oauth2.googleapis.com/token, or "
+        "https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token.",
+    )
+    scope: str | None = Field(
+        default=None,
+        description="OAuth 2 scope to ask for (Microsoft: https://outlook.office.com/IMAP.AccessAsUser.All "
+        "offline_access).",
+    )
     folder: str = Field(default="INBOX", min_length=1, description="The folder to read.")
     batch_size: int = Field(default=50, ge=1, le=500, description="Messages per page.")
     since: date | None = Field(default=None, description="Only messages received on or after this day.")
@@ -82,12 +120,31 @@ class ImapConfig(SourceConfig):
     )
     product: str | None = Field(default=None, description="Product to file the messages under.")
 
-    @field_validator("password")
+    @field_validator("password", "access_token", "refresh_token")
     @classmethod
-    def _password_is_set(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
-            raise ValueError("the password is empty")
+    def _secret_is_set(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("the secret is empty")
         return value
+
+    @model_validator(mode="after")
+    def _one_way_to_sign_in(self) -> ImapConfig:
+        ways = [
+            self.password is not None,
+            self.access_token is not None,
+            self.refresh_token is not None or self.client_id is not None,
+        ]
+        if sum(ways) != 1:
+            raise ValueError(
+                "sign in one way: password, access_token, or client_id + refresh_token + token_url (OAuth 2)"
+            )
+        if ways[2] and not (self.client_id and self.refresh_token and self.token_url):
+            raise ValueError("OAuth 2 with a refresh token needs client_id, refresh_token and token_url")
+        return self
+
+    @property
+    def uses_oauth(self) -> bool:
+        return self.password is None
 
     @property
     def effective_port(self) -> int:
@@ -146,8 +203,9 @@ class ImapSource(Source):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        """``clock`` is accepted so every source is built alike; IMAP has no request rate to keep."""
+        """``transport`` carries the OAuth token requests (tests replay them)."""
         assert isinstance(config, ImapConfig)
         self.config = config
         self._connect = connect or connect_imap
@@ -155,6 +213,17 @@ class ImapSource(Source):
         self._jitter = jitter
         self._policy = HttpPolicy(timeout_seconds=config.timeout_seconds)
         self._session: _Session | None = None
+        self._token_http: PoliteClient | None = None
+        self._oauth: OAuthAccessToken | None = None
+        if config.uses_oauth:
+            self._token_http = PoliteClient(
+                policy=self._policy,
+                transport=transport,
+                sleep=sleep,
+                clock=clock,
+                service_name="the mail provider's token endpoint",
+            )
+            self._oauth = OAuthAccessToken(config, self._token_http)
 
     @property
     def _where(self) -> str:
@@ -225,16 +294,24 @@ class ImapSource(Source):
             return self._session
         client = self._connect(self.config)
         try:
-            client.login(self.config.username, self.config.password.get_secret_value())
+            self._sign_in(client)
         except imaplib.IMAP4.abort:
             raise
         except imaplib.IMAP4.error as exc:
             _quietly_logout(client)
+            how = (
+                "Check the OAuth token, its scope (Microsoft: IMAP.AccessAsUser.All) and that IMAP is enabled."
+                if self.config.uses_oauth
+                else "Check the username and password (Gmail and Microsoft 365 need an app password or OAuth 2, "
+                "and IMAP enabled for the account)."
+            )
             raise BadCredentialsError(
                 f"the IMAP server {self.config.host} refused the login for {self.config.username}: "
-                f"{_server_words(exc)}. Check the username and password (Gmail and Microsoft 365 need an "
-                "app password, and IMAP enabled for the account)."
+                f"{_server_words(exc)}. {how}"
             ) from None
+        except SourceError:
+            _quietly_logout(client)
+            raise
         status, data = client.select(_quote_mailbox(self.config.folder), readonly=True)
         if status != "OK":
             folders = _folder_names(client)
@@ -248,6 +325,15 @@ class ImapSource(Source):
         numbers = _numbers(validity)
         self._session = _Session(client=client, uidvalidity=numbers[0] if numbers else 0)
         return self._session
+
+    def _sign_in(self, client: ImapClient) -> None:
+        if self._oauth is None:
+            assert self.config.password is not None
+            client.login(self.config.username, self.config.password.get_secret_value())
+            return
+        # SASL XOAUTH2: "user=<name>^Aauth=Bearer <token>^A^A" (imaplib base64-encodes it).
+        payload = f"user={self.config.username}\x01auth=Bearer {self._oauth.token()}\x01\x01".encode()
+        client.authenticate("XOAUTH2", lambda _challenge: payload)
 
     def _with_retries(self, operation: Callable[[], T]) -> T:
         """Run ``operation``, reconnecting after transient failures with backoff and jitter."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import imaplib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from scrapers.sources.imap import (
     message_record,
     strip_quoted,
 )
-from tests.scrapers.replay import FakeSleep, load_bytes, run_source
+from tests.scrapers.replay import FakeSleep, ReplayTransport, Route, json_response, load_bytes, run_source
 
 KIND = "imap"
 PASSWORD = "app-password-k3y"
@@ -46,6 +46,7 @@ class FakeMailbox:
         self.uidvalidity = UIDVALIDITY
         self.folders = ["INBOX", "Feedback", "[Gmail]/Sent Mail"]
         self.password = PASSWORD
+        self.oauth_token = "ya29.mailbox-token"
         self.failures: dict[str, list[BaseException]] = {}
         self.commands: list[tuple[Any, ...]] = []
         self.connections = 0
@@ -79,6 +80,16 @@ class FakeImap:
         if password != self.mailbox.password:
             raise imaplib.IMAP4.error(b"[AUTHENTICATIONFAILED] Invalid credentials (Failure)")
         return "OK", [b"user@acme-shop.example authenticated (Success)"]
+
+    def authenticate(self, mechanism: str, authobject: Callable[[bytes], bytes | None]) -> tuple[str, Any]:
+        response = authobject(b"")
+        self._record("AUTHENTICATE", mechanism, response)
+        expected = (
+            f"user=support@acme-shop.example\x01auth=Bearer {self.mailbox.oauth_token}\x01\x01".encode()
+        )
+        if mechanism != "XOAUTH2" or response != expected:
+            raise imaplib.IMAP4.error(b"[AUTHENTICATIONFAILED] Invalid credentials (Failure)")
+        return "OK", b"support@acme-shop.example authenticated (Success)"
 
     def select(self, mailbox: str = "INBOX", readonly: bool = False) -> tuple[str, ImapData]:
         self._record("SELECT", mailbox, readonly)
@@ -362,8 +373,16 @@ def test_strip_quoted(body: str, expected: str) -> None:
 def test_config_is_validated_through_the_registry() -> None:
     with pytest.raises(SourceConfigError, match="host: Field required"):
         build_source("imap.v1", {"username": "u", "password": "p"}, environ={})
-    with pytest.raises(SourceConfigError, match="password: Field required"):
+    with pytest.raises(SourceConfigError, match="sign in one way: password, access_token, or client_id"):
         build_source("imap.v1", {"host": "h", "username": "u"}, environ={})
+    with pytest.raises(SourceConfigError, match="sign in one way"):
+        build_source(
+            "imap.v1", {"host": "h", "username": "u", "password": "p", "access_token": "t"}, environ={}
+        )
+    with pytest.raises(SourceConfigError, match="needs client_id, refresh_token and token_url"):
+        build_source(
+            "imap.v1", {"host": "h", "username": "u", "refresh_token": "r", "client_id": "c"}, environ={}
+        )
     with pytest.raises(SourceConfigError, match="security: Input should be 'ssl' or 'starttls'"):
         build_source(
             "imap.v1", {"host": "h", "username": "u", "password": "p", "security": "none"}, environ={}
@@ -383,3 +402,90 @@ def test_config_is_validated_through_the_registry() -> None:
     assert source.config.effective_port == 143
     assert PASSWORD not in repr(source.config)
     assert masked_config("imap.v1", {**raw, "password": PASSWORD})["password"] == "********"
+
+
+OAUTH = {
+    "host": "outlook.office365.com",
+    "username": "support@acme-shop.example",
+    "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+    "refresh_token": "0.AX0A-refresh",
+    "token_url": "https://login.microsoftonline.com/acme.example/oauth2/v2.0/token",
+    "scope": "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
+}
+
+
+def oauth_source(mailbox: FakeMailbox, transport: ReplayTransport, **config: Any) -> ImapSource:
+    settings = ImapConfig.model_validate({**OAUTH, **config})
+    sleep = FakeSleep()
+    return ImapSource(
+        settings,
+        connect=mailbox.connect,
+        sleep=sleep,
+        clock=sleep.clock,
+        jitter=lambda: 0.5,
+        transport=transport,
+    )
+
+
+def test_oauth2_mints_a_token_and_signs_in_with_xoauth2() -> None:
+    mailbox = FakeMailbox()
+    tokens = ReplayTransport(
+        Route(
+            "POST",
+            r"/acme.example/oauth2/v2.0/token$",
+            [
+                json_response(
+                    {
+                        "token_type": "Bearer",
+                        "scope": OAUTH["scope"],
+                        "expires_in": 3599,
+                        "access_token": mailbox.oauth_token,
+                    }
+                )
+            ],
+        )
+    )
+    sink, result = run_source(oauth_source(mailbox, tokens))
+    assert (result.done and len(sink.records) == len(MESSAGES) - 1) or len(sink.records) > 0
+    assert [command[1] for command in mailbox.sent("AUTHENTICATE")] == ["XOAUTH2"]
+    assert mailbox.sent("LOGIN") == []
+    form = dict(item.split("=", 1) for item in tokens.requests[0].content.decode().split("&"))
+    assert form["grant_type"] == "refresh_token" and form["client_id"] == OAUTH["client_id"]
+    assert "scope" in form and "client_secret" not in form  # a public client has no secret
+
+
+def test_a_refused_oauth_token_is_a_clear_error() -> None:
+    mailbox = FakeMailbox()
+    source = ImapSource(
+        ImapConfig.model_validate(
+            {**{k: v for k, v in OAUTH.items() if k in ("host", "username")}, "access_token": "stale"}
+        ),
+        connect=mailbox.connect,
+        sleep=FakeSleep(),
+        jitter=lambda: 0.5,
+    )
+    with pytest.raises(BadCredentialsError, match="Check the OAuth token, its scope") as caught:
+        run_source(source)
+    assert "stale" not in str(caught.value)
+
+
+def test_a_revoked_refresh_token_fails_before_connecting_to_imap_twice() -> None:
+    mailbox = FakeMailbox()
+    tokens = ReplayTransport(
+        Route(
+            "POST",
+            r"/token$",
+            [
+                json_response(
+                    {
+                        "error": "invalid_grant",
+                        "error_description": "AADSTS70008: The refresh token has expired",
+                    },
+                    400,
+                )
+            ],
+        )
+    )
+    with pytest.raises(SourceError, match="AADSTS70008"):
+        run_source(oauth_source(mailbox, tokens))
+    assert mailbox.sent("AUTHENTICATE") == []
