@@ -261,6 +261,8 @@ class ImapSource(Source):
 
     def close(self) -> None:
         self._drop_session()
+        if self._token_http is not None:
+            self._token_http.close()
 
     # ------------------------------------------------------------------------------------------ IMAP
 
