@@ -383,6 +383,8 @@ def run_collector(
             max_text_chars=settings.max_text_chars,
             on_page=on_page,
         )
+        keeper = LeaseKeeper(session_factory, source_id=source_id, owner=owner, lease=lease)
+        keeper.start()
         try:
             result: CollectResult = collect(
                 collector,
@@ -390,7 +392,7 @@ def run_collector(
                 sink=sink,
                 default_touchpoint=touchpoint,
                 max_pages=max_pages,
-                should_stop=(stop.is_set if stop is not None else lambda: False),
+                should_stop=lambda: keeper.lost.is_set() or (stop is not None and stop.is_set()),
             )
             if result.stopped:
                 status = "interrupted"
@@ -407,6 +409,7 @@ def run_collector(
             logger.exception("collector crashed", extra={"source": name})
             status, error, action = "failed", f"internal error: {type(exc).__name__}: {exc}", "fail"
         finally:
+            keeper.stop()
             collector.close()
 
     with session_factory() as session, session.begin():
@@ -438,6 +441,43 @@ def run_collector(
     log = logger.warning if status == "failed" else logger.info
     log("collector run finished", extra={"source": name, **outcome.__dict__})
     return outcome
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews a running collector's lease every third of its length, so that a run on a host that dies is
+    taken over within one lease, however long a page takes; ``lost`` is set when another run took it."""
+
+    def __init__(
+        self, session_factory: sessionmaker[Session], *, source_id: int, owner: str, lease: timedelta
+    ) -> None:
+        super().__init__(name=f"cxmine-lease-{source_id}", daemon=True)
+        self.session_factory = session_factory
+        self.source_id = source_id
+        self.owner = owner
+        self.lease = lease
+        self.lost = threading.Event()
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.lease.total_seconds() / 3):
+            try:
+                with self.session_factory() as session, session.begin():
+                    renewed = session.execute(
+                        update(Source)
+                        .where(Source.id == self.source_id, Source.lease_owner == self.owner)
+                        .values(lease_expires_at=utcnow() + self.lease)
+                        .execution_options(synchronize_session=False)
+                    )
+            except Exception:  # a database hiccup: the page writes renew the lease too
+                logger.warning("could not renew a collector's lease", exc_info=True)
+                continue
+            if renewed.rowcount != 1:  # type: ignore[attr-defined]
+                self.lost.set()
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=10)
 
 
 def _claim(session: Session, *, name: str, owner: str, lease: timedelta) -> Source:

@@ -90,7 +90,11 @@ class Settings(BaseSettings):
         description="When topics are refitted (UTC crontab); the first refit comes earlier.",
     )
     collector_lease_seconds: int = Field(
-        default=900, ge=5, le=86_400, description="A collector run holds its source this long per page."
+        default=120,
+        ge=3,
+        le=86_400,
+        description="A running collector renews its source's lease every third of this; a run whose host died "
+        "is taken over once it lapses.",
     )
     public_url: str | None = Field(
         default=None,

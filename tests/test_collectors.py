@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -407,3 +408,31 @@ def test_a_config_missing_its_secret_fails_clearly(
     outcome = run(factory, settings, app_store_feed())
     assert outcome.status == "failed"
     assert outcome.error == "environment variable CXMINE_TEST_UNSET_VARIABLE is not set"
+
+
+def test_a_long_page_keeps_its_lease(
+    factory: sessionmaker[Session], settings: Settings, session: Session
+) -> None:
+    add_app_store(session)
+    short_lease = settings.model_copy(update={"collector_lease_seconds": 3})
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_first_page(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        release.wait(20)
+        return json_response(load_json("app_store", "page1.json"))
+
+    transport = ReplayTransport(
+        Route("GET", PAGE.format(1), [slow_first_page]),
+        Route("GET", PAGE.format(2), [json_response(load_json("app_store", "page3_empty.json"))]),
+    )
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(run(factory, short_lease, transport)))
+    worker.start()
+    assert entered.wait(10)
+    time.sleep(4.5)  # longer than the lease: only the renewals keep it
+    with pytest.raises(SourceBusyError):
+        run(factory, short_lease, app_store_feed())
+    release.set()
+    worker.join(20)
+    assert results[0].status == "completed" and results[0].stored == 4
