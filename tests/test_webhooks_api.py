@@ -43,7 +43,9 @@ def typeform(client: TestClient, auth: Auth, monkeypatch: pytest.MonkeyPatch) ->
     return "/v1/webhooks/nps-typeform"
 
 
-def test_a_signed_typeform_push_is_stored_once(client: TestClient, typeform: str, session: Session) -> None:
+def test_a_signed_typeform_push_is_stored_once(
+    client: TestClient, typeform: str, session: Session, auth: Auth
+) -> None:
     body = load_bytes("webhooks", "typeform_form_response.json")
     first = client.post(typeform, content=body, headers={"Typeform-Signature": sign(body)})
     assert first.status_code == 200, first.text
@@ -54,6 +56,9 @@ def test_a_signed_typeform_push_is_stored_once(client: TestClient, typeform: str
     assert item.channel == "survey" and item.meta["touchpoint"] == "store_branch"
     audit = session.get(ImportAudit, first.json()["import_id"])
     assert audit is not None and audit.kind == "webhook" and audit.source_name == "nps-typeform"
+    health = client.get("/v1/sources/nps-typeform", headers=auth(Role.ANALYST)).json()["health"]
+    assert health["state"] == "ok" and health["items_collected"] == 1 and health["next_run_at"] is None
+    assert health["last_success_at"] is not None
 
 
 def test_a_bad_signature_is_refused(client: TestClient, typeform: str, session: Session) -> None:

@@ -140,7 +140,7 @@ def _as_problem() -> Iterator[None]:
 def _out(source: Source, item_count: int) -> SourceOut:
     collector = is_collector(source)
     health = None
-    if collector:
+    if collector or is_webhook(source):
         state = health_of(source)
         health = CollectorHealth(
             state=state.state,
