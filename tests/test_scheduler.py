@@ -89,13 +89,20 @@ def test_a_standby_takes_over_and_no_tick_runs_twice(
     while not first.is_leader and time.monotonic() < deadline:
         time.sleep(0.05)
     second.start()
-    time.sleep(2.0)
+
+    def runs_by(owner: str) -> int:
+        with lock:
+            return sum(1 for who, _ in seen if who == owner)
+
+    deadline = time.monotonic() + 20
+    while runs_by("first") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert first.is_leader and not second.is_leader
     first.stop()
-    deadline = time.monotonic() + 10
-    while not second.is_leader and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(2.0)
+    deadline = time.monotonic() + 20
+    while runs_by("second") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert second.is_leader
     second.stop()
 
     owners = Counter(owner for owner, _ in seen)
