@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     )
     models_dir: Path | None = Field(default=None, description="Built models; empty means <data_dir>/models.")
     scoring_enabled: bool = Field(
-        default=True, description="Score new feedback in the background in-process."
+        default=True,
+        description="Score new feedback (and label its touchpoints) in the scheduler's score job.",
     )
     scoring_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     scoring_batch_size: int = Field(default=64, ge=1, le=1024)
@@ -61,7 +62,7 @@ class Settings(BaseSettings):
     )
     alerts_enabled: bool = Field(
         default=True,
-        description="Evaluate alert rules and deliver webhooks in the background (with background scoring).",
+        description="Evaluate alert rules and deliver their webhooks in the scheduler.",
     )
     alert_evaluation_interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
     alert_delivery_timeout_seconds: float = Field(default=10.0, gt=0, le=120)

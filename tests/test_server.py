@@ -88,3 +88,14 @@ def test_demo_command_loads_once(database_url: str, tmp_path: Path) -> None:
     assert second.returncode == 0 and "already stored" in second.stderr
     again_without_guard = _cxmine(env, "demo")
     assert again_without_guard.returncode == 0 and " 0 stored" in again_without_guard.stderr
+
+
+def test_the_env_example_names_every_setting_and_only_settings() -> None:
+    import re
+    from pathlib import Path
+
+    from service.config import Settings
+
+    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text(encoding="utf-8")
+    named = set(re.findall(r"^# (CXMINE_[A-Z0-9_]+)=", text, flags=re.MULTILINE))
+    assert named == {f"CXMINE_{name.upper()}" for name in Settings.model_fields}
