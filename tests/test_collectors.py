@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -369,33 +370,51 @@ def test_malformed_records_are_counted_and_sampled(
     assert {sample["external_id"] for sample in audit.error_sample} == {"11000000099", "11000000098"}
 
 
-def test_one_run_at_a_time_and_a_lost_lease_stores_nothing(
-    factory: sessionmaker[Session], settings: Settings, session: Session
-) -> None:
-    add_app_store(session)
+@dataclass
+class HeldRun:
+    """A collector run in another thread whose first page is held until ``release`` is set."""
+
+    release: threading.Event
+    worker: threading.Thread
+    results: list[Any]
+
+    def finish(self) -> Any:
+        self.release.set()
+        self.worker.join(30)
+        return self.results[0]
+
+
+def start_held_run(factory: sessionmaker[Session], settings: Settings) -> HeldRun:
     entered, release = threading.Event(), threading.Event()
 
-    def slow_first_page(request: httpx.Request) -> httpx.Response:
+    def held_first_page(request: httpx.Request) -> httpx.Response:
         entered.set()
-        release.wait(10)
+        release.wait(30)
         return json_response(load_json("app_store", "page1.json"))
 
     transport = ReplayTransport(
-        Route("GET", PAGE.format(1), [slow_first_page]),
+        Route("GET", PAGE.format(1), [held_first_page]),
         Route("GET", PAGE.format(2), [json_response(load_json("app_store", "page3_empty.json"))]),
     )
     results: list[Any] = []
     worker = threading.Thread(target=lambda: results.append(run(factory, settings, transport)))
     worker.start()
     assert entered.wait(10)
+    return HeldRun(release=release, worker=worker, results=results)
+
+
+def test_one_run_at_a_time_and_a_lost_lease_stores_nothing(
+    factory: sessionmaker[Session], settings: Settings, session: Session
+) -> None:
+    add_app_store(session)
+    held = start_held_run(factory, settings)
     with pytest.raises(SourceBusyError):
         run(factory, settings, app_store_feed())
     # Someone else takes the source over (an expired lease): the slow run's page must not be stored.
     with factory() as other, other.begin():
         other.execute(update(Source).values(lease_owner="elsewhere:1:x"))
-    release.set()
-    worker.join(10)
-    assert results[0].status == "interrupted" and results[0].stored == 0
+    outcome = held.finish()
+    assert outcome.status == "interrupted" and outcome.stored == 0
     assert session.scalar(select(FeedbackItem.id).limit(1)) is None
 
 
@@ -415,24 +434,9 @@ def test_a_long_page_keeps_its_lease(
 ) -> None:
     add_app_store(session)
     short_lease = settings.model_copy(update={"collector_lease_seconds": 3})
-    entered, release = threading.Event(), threading.Event()
-
-    def slow_first_page(request: httpx.Request) -> httpx.Response:
-        entered.set()
-        release.wait(20)
-        return json_response(load_json("app_store", "page1.json"))
-
-    transport = ReplayTransport(
-        Route("GET", PAGE.format(1), [slow_first_page]),
-        Route("GET", PAGE.format(2), [json_response(load_json("app_store", "page3_empty.json"))]),
-    )
-    results: list[Any] = []
-    worker = threading.Thread(target=lambda: results.append(run(factory, short_lease, transport)))
-    worker.start()
-    assert entered.wait(10)
+    held = start_held_run(factory, short_lease)
     time.sleep(4.5)  # longer than the lease: only the renewals keep it
     with pytest.raises(SourceBusyError):
         run(factory, short_lease, app_store_feed())
-    release.set()
-    worker.join(20)
-    assert results[0].status == "completed" and results[0].stored == 4
+    outcome = held.finish()
+    assert outcome.status == "completed" and outcome.stored == 4
