@@ -13,9 +13,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, TypeAlias
+from typing import Annotated, Any, ClassVar, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Cursor: TypeAlias = dict[str, Any]
 """A source's position, JSON-serialisable: a since-id, a timestamp, a page token, an IMAP UID..."""
@@ -103,6 +103,17 @@ class Page:
     cursor: Cursor
     done: bool
     malformed: list[Malformed] = field(default_factory=list)
+
+
+def _stripped_terms(value: list[str]) -> list[str]:
+    terms = [term.strip() for term in value]
+    if any(not term for term in terms):
+        raise ValueError("a search term is empty")
+    return terms
+
+
+SearchTerms = Annotated[list[str], AfterValidator(_stripped_terms)]
+"""Search terms in a source's config: stripped, none empty."""
 
 
 class SourceConfig(BaseModel):

@@ -24,7 +24,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from scrapers.base import HttpSource, HttpSourceConfig
-from scrapers.contract import Cursor, Page
+from scrapers.contract import Cursor, Page, SearchTerms
 from scrapers.http import MalformedResponseError
 from scrapers.parsing import Join, Pick, RecordSpec, html_to_text, iso_datetime, text
 from scrapers.registry import register_source
@@ -41,7 +41,7 @@ class MastodonConfig(HttpSourceConfig):
         pattern=r"^https?://[^/\s]+/?$", description="The instance, e.g. https://mastodon.social."
     )
     hashtags: list[str] = Field(default=[], description="Hashtags, with or without '#'.")
-    search_terms: list[str] = Field(default=[], description="Full-text search terms (need access_token).")
+    search_terms: SearchTerms = Field(default=[], description="Full-text search terms (need access_token).")
     access_token: SecretStr | None = Field(
         default=None, description="A user access token with read:statuses and read:search scopes."
     )
@@ -61,14 +61,6 @@ class MastodonConfig(HttpSourceConfig):
         if bad:
             raise ValueError(f"not hashtags: {', '.join(bad)}")
         return tags
-
-    @field_validator("search_terms")
-    @classmethod
-    def _terms(cls, value: list[str]) -> list[str]:
-        terms = [term.strip() for term in value]
-        if any(not term for term in terms):
-            raise ValueError("a search term is empty")
-        return terms
 
     @model_validator(mode="after")
     def _something_to_follow(self) -> MastodonConfig:

@@ -28,7 +28,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from scrapers.base import HttpSource, HttpSourceConfig
-from scrapers.contract import Cursor, Malformed, Page, Record
+from scrapers.contract import Cursor, Malformed, Page, Record, SearchTerms
 from scrapers.http import (
     BadCredentialsError,
     ErrorAction,
@@ -60,7 +60,7 @@ class RedditConfig(HttpSourceConfig):
         description="Reddit wants '<platform>:<app id>:<version> (by /u/<your reddit username>)'.",
     )
     subreddits: list[str] = Field(default=[], description="Subreddit names, without 'r/'.")
-    search_terms: list[str] = Field(default=[], description="Search terms (Reddit search syntax).")
+    search_terms: SearchTerms = Field(default=[], description="Search terms (Reddit search syntax).")
     include_comments: bool = Field(default=False, description="Also collect each subreddit's new comments.")
     product: str | None = Field(default=None, description="Product name to file the posts under.")
     auth_base_url: str = Field(
@@ -75,14 +75,6 @@ class RedditConfig(HttpSourceConfig):
         if bad:
             raise ValueError(f"not subreddit names: {', '.join(bad)}")
         return names
-
-    @field_validator("search_terms")
-    @classmethod
-    def _terms(cls, value: list[str]) -> list[str]:
-        terms = [term.strip() for term in value]
-        if any(not term for term in terms):
-            raise ValueError("a search term is empty")
-        return terms
 
     @model_validator(mode="after")
     def _something_to_follow(self) -> RedditConfig:

@@ -281,6 +281,10 @@ def test_config_is_validated_through_the_registry() -> None:
         build_source("mastodon.v1", {"base_url": "mastodon.social", "hashtags": ["acme"]}, environ={})
     with pytest.raises(SourceConfigError, match="give at least one hashtag or search term"):
         build_source("mastodon.v1", {"base_url": INSTANCE}, environ={})
+    with pytest.raises(SourceConfigError, match="a search term is empty"):
+        build_source(
+            "mastodon.v1", {"base_url": INSTANCE, "search_terms": [""], "access_token": "t"}, environ={}
+        )
     with pytest.raises(SourceConfigError, match="search_terms need an access_token"):
         build_source("mastodon.v1", {"base_url": INSTANCE, "search_terms": ["acme"]}, environ={})
     with pytest.raises(SourceConfigError, match="not hashtags: acme app"):

@@ -325,6 +325,8 @@ def test_config_is_validated_through_the_registry() -> None:
     base = {"client_id": "id", "client_secret": {"env": "REDDIT_SECRET"}}
     with pytest.raises(SourceConfigError, match="give at least one subreddit or search term"):
         build_source("reddit.v1", base, environ={"REDDIT_SECRET": SECRET})
+    with pytest.raises(SourceConfigError, match="a search term is empty"):
+        build_source("reddit.v1", {**base, "search_terms": ["acme", "  "]}, environ={"REDDIT_SECRET": SECRET})
     with pytest.raises(SourceConfigError, match="not subreddit names: acme fans"):
         build_source("reddit.v1", {**base, "subreddits": ["acme fans"]}, environ={"REDDIT_SECRET": SECRET})
     with pytest.raises(SourceConfigError, match="include_comments needs at least one subreddit"):
