@@ -33,6 +33,7 @@ from service.ingest.schemas import FeedbackItemIn
 from service.pipeline import ModelsUnavailableError, load_analyzer
 from service.scheduler import Scheduler, pipeline_jobs
 from service.touchpoints import TouchpointLabeler, active_taxonomy
+from service.web import install_dashboard
 
 logger = logging.getLogger("cxmine")
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(topics.router)
     app.include_router(triage.router)
     app.include_router(alerts.router)
+    install_dashboard(app)
 
     def body_limit(path: str) -> int:
         return settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_json_body_bytes

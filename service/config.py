@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         description="A running collector renews its source's lease every third of this; a run whose host died "
         "is taken over once it lapses.",
     )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs dashboard session cookies; empty means one generated once into <data_dir>/session_secret.",
+    )
+    session_max_age_seconds: int = Field(
+        default=8 * 3600, ge=60, le=30 * 86_400, description="A dashboard sign-in lasts this long."
+    )
+    session_cookie_secure: bool = Field(
+        default=False,
+        description="Send the dashboard's cookies over HTTPS only (set true behind TLS).",
+    )
+    dashboard_events_poll_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="How often the dashboard's live feed looks for new scores and alerts."
+    )
     public_url: str | None = Field(
         default=None,
         description="The service's public base URL (https://cx.example.com): webhook links become absolute.",
@@ -151,14 +165,21 @@ class Settings(BaseSettings):
 
     def author_salt_bytes(self) -> bytes:
         """The author-hash salt, creating and persisting one under data_dir on first use."""
-        if self.author_salt is not None and self.author_salt.get_secret_value():
-            return self.author_salt.get_secret_value().encode()
-        salt_file = self.data_dir / "author_salt"
-        if not salt_file.exists():
+        return self._secret_or_file(self.author_salt, "author_salt")
+
+    def session_secret_bytes(self) -> bytes:
+        """The dashboard cookie signing key, creating and persisting one under data_dir on first use."""
+        return self._secret_or_file(self.session_secret, "session_secret")
+
+    def _secret_or_file(self, configured: SecretStr | None, file_name: str) -> bytes:
+        if configured is not None and configured.get_secret_value():
+            return configured.get_secret_value().encode()
+        secret_file = self.data_dir / file_name
+        if not secret_file.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            salt_file.write_text(secrets.token_hex(32))
-            salt_file.chmod(0o600)
-        return salt_file.read_text().strip().encode()
+            secret_file.write_text(secrets.token_hex(32))
+            secret_file.chmod(0o600)
+        return secret_file.read_text().strip().encode()
 
 
 @lru_cache(maxsize=1)

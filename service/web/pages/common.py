@@ -1,0 +1,67 @@
+"""What every page starts from: the signed-in user, the parsed filters and the API ``Scope`` they make."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, Request
+
+from nlp.touchpoints import Taxonomy
+from service.analytics import Interval
+from service.api.deps import SessionDep
+from service.feedback import Scope
+from service.touchpoints import active_taxonomy
+from service.web.auth import WebSession, WebSessionDep
+from service.web.filters import PageFilters
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """A page request: who asks, for which filters, and the scope and touchpoints those select."""
+
+    web: WebSession
+    filters: PageFilters
+    scope: Scope
+    taxonomy: Taxonomy
+    touchpoints: set[str] | None
+    now: datetime
+
+    @property
+    def interval(self) -> Interval:
+        """Days for periods up to five weeks, weeks beyond."""
+        since, until = self.filters.period(now=self.now)
+        return "day" if until - since <= (datetime(2000, 2, 5) - datetime(2000, 1, 1)) else "week"
+
+    def feedback_link(self, **extra: Any) -> str:
+        """The feedback explorer showing the rows behind a figure (these filters plus ``extra``)."""
+        pairs = self.filters.params()
+        for key, value in extra.items():
+            if value is None:
+                continue
+            pairs += [(key, str(v)) for v in value] if isinstance(value, (list, tuple)) else [(key, str(value))]
+        return "/feedback" + ("?" + urlencode(pairs) if pairs else "")
+
+    def touchpoint_name(self, touchpoint: str) -> str:
+        found = self.taxonomy.get(touchpoint)
+        return found.name if found else touchpoint
+
+
+def page_context(request: Request, session: SessionDep, web: WebSessionDep) -> PageContext:
+    """Parse the page's filters (422 page when invalid; 403 page for a location beyond the caller's)."""
+    filters = PageFilters.from_query(request.query_params)
+    now = datetime.now(UTC)
+    taxonomy = active_taxonomy(session)
+    return PageContext(
+        web=web,
+        filters=filters,
+        scope=filters.scope(caller=web.caller, now=now),
+        taxonomy=taxonomy,
+        touchpoints=filters.touchpoint_ids(taxonomy),
+        now=now,
+    )
+
+
+PageDep = Annotated[PageContext, Depends(page_context)]
