@@ -20,12 +20,18 @@ host=${CXMINE_HOST:-127.0.0.1}
 port=${CXMINE_PORT:-8000}
 cat <<MSG
 
-  cxmine is starting on http://$host:$port  (API docs: http://$host:$port/docs)
-  admin API key (also in $key_file):
+  cxmine is starting. Open the dashboard:
+
+      http://$host:$port/
+
+  and sign in with this admin key (also in $key_file):
 
       $key
 
+  API docs: http://$host:$port/docs
   try:  curl -H "Authorization: Bearer $key" "http://$host:$port/v1/feedback?limit=3"
+  Topics appear on the dashboard about a minute after the first start (the scheduler scores the demo,
+  then fits topics); the page updates itself.
 
 MSG
 exec $cxmine serve --host "$host" --port "$port"

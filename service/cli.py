@@ -171,18 +171,32 @@ def keys_create(
         ),
     ],
     name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'CX team'.")],
+    locations: Annotated[
+        str | None,
+        typer.Option(
+            help="Limit an analyst key to these locations, comma-separated, e.g. 'Riyadh Olaya,Dubai Mall' "
+            "(default: every location)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key.")] = False,
 ) -> None:
     """Create an API key and print it once; only its hash is stored."""
     from service.keys import create_api_key
 
     with _database() as (_, session):
-        key, plaintext = create_api_key(session, name=name, role=role)
+        try:
+            key, plaintext = create_api_key(
+                session, name=name, role=role, locations=locations.split(",") if locations is not None else ()
+            )
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+        limited = list(key.locations or ())
         session.commit()
     if quiet:
         out.print(plaintext, highlight=False)
         return
-    console.print(f"created key #{key.id} {name!r} with role {role.value}. It is shown only now:")
+    where = f", limited to {', '.join(limited)}" if limited else ""
+    console.print(f"created key #{key.id} {name!r} with role {role.value}{where}. It is shown only now:")
     out.print(plaintext, highlight=False)
 
 
@@ -192,12 +206,13 @@ def keys_list() -> None:
     from service.keys import list_api_keys
 
     with _database() as (_, session):
-        table = Table("id", "name", "role", "prefix", "created", "last used", "revoked")
+        table = Table("id", "name", "role", "locations", "prefix", "created", "last used", "revoked")
         for key in list_api_keys(session):
             table.add_row(
                 str(key.id),
                 key.name,
                 key.role,
+                ", ".join(key.locations) if key.locations else "all",
                 key.prefix + "…",
                 f"{key.created_at:%Y-%m-%d %H:%M}",
                 f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "-",

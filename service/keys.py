@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -20,10 +21,30 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def create_api_key(session: Session, *, name: str, role: Role) -> tuple[ApiKey, str]:
-    """Create a key and return it with its plaintext, which is never stored."""
+def key_locations(locations: Sequence[str]) -> list[str]:
+    """Location names stripped, blanks dropped and duplicates removed, in the order given."""
+    return list(dict.fromkeys(name.strip() for name in locations if name.strip()))
+
+
+def create_api_key(
+    session: Session, *, name: str, role: Role, locations: Sequence[str] = ()
+) -> tuple[ApiKey, str]:
+    """Create a key (an analyst key may be limited to ``locations``) and return it with its plaintext."""
+    names = key_locations(locations)
+    if locations and not names:
+        raise ValueError("the locations are all blank; name at least one location, or give none for every location")
+    if names and role != Role.ANALYST:
+        raise ValueError(
+            f"only analyst keys may be limited to locations; a {role.value} key sees every location"
+        )
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey(name=name, role=role.value, prefix=plaintext[:12], key_hash=hash_key(plaintext))
+    key = ApiKey(
+        name=name,
+        role=role.value,
+        prefix=plaintext[:12],
+        key_hash=hash_key(plaintext),
+        locations=names or None,
+    )
     session.add(key)
     session.flush()
     return key, plaintext

@@ -60,6 +60,15 @@ EXPECTED_ROLES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/source-kinds"): READ,
     ("GET", "/v1/scheduler/runs"): READ,
 }
+# A location-scoped analyst key (a store manager's) may do what an analyst may, except read alerts, imports and
+# collector runs (their error samples may quote any store): they
+# span every location (tests/test_location_scope.py checks what it sees).
+SCOPED_REFUSED = {
+    ("GET", "/v1/alerts"),
+    ("GET", "/v1/imports"),
+    ("GET", "/v1/imports/{import_id}"),
+    ("GET", "/v1/sources/{name}/runs"),
+}
 # Survey tools push here without an API key; the signature is their credential (tests/test_webhooks_api.py).
 SIGNED_ROUTES = {("POST", "/v1/webhooks/{name}")}
 
@@ -89,7 +98,11 @@ def _concrete(path: str) -> str:
 
 @pytest.mark.parametrize(("method", "path"), sorted(EXPECTED_ROLES))
 def test_role_matrix(
-    method: str, path: str, client: TestClient, auth: Callable[[Role], dict[str, str]]
+    method: str,
+    path: str,
+    client: TestClient,
+    auth: Callable[[Role], dict[str, str]],
+    session: Session,
 ) -> None:
     url = _concrete(path)
     no_key = client.request(method, url)
@@ -107,6 +120,19 @@ def test_role_matrix(
         else:
             assert response.status_code == 403, f"{role} admitted on {method} {path}"
             assert role.value in response.json()["detail"]
+    _, scoped_key = create_api_key(
+        session, name="store manager", role=Role.ANALYST, locations=["Riyadh Olaya"]
+    )
+    session.commit()
+    scoped = client.request(method, url, headers={"Authorization": f"Bearer {scoped_key}"})
+    if Role.ANALYST in EXPECTED_ROLES[(method, path)] and (method, path) not in SCOPED_REFUSED:
+        assert scoped.status_code not in (401, 403), (
+            f"scoped analyst refused on {method} {path}: {scoped.text}"
+        )
+    else:
+        assert scoped.status_code == 403, f"scoped analyst admitted on {method} {path}"
+        detail = scoped.json()["detail"]
+        assert ("analyst" in detail) if (method, path) not in SCOPED_REFUSED else ("Riyadh Olaya" in detail)
 
 
 def test_x_api_key_header_works_too(client: TestClient, api_keys: dict[Role, str]) -> None:

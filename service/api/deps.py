@@ -10,9 +10,11 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from service.access import LocationForbiddenError, restrict_filter, restrict_scope
 from service.api.problems import ProblemError
 from service.config import Settings
 from service.db.models import Role
+from service.feedback import FeedbackFilter, Scope
 from service.keys import authenticate
 
 
@@ -50,6 +52,12 @@ class Caller:
     key_id: int
     name: str
     role: Role
+    locations: tuple[str, ...] = ()
+
+    @property
+    def scoped(self) -> bool:
+        """Whether the key is limited to some locations (empty ``locations``: every location)."""
+        return bool(self.locations)
 
 
 def require_roles(*roles: Role) -> Callable[..., Caller]:
@@ -76,7 +84,11 @@ def require_roles(*roles: Role) -> Callable[..., Caller]:
             raise ProblemError(
                 403, f"A key with role {role.value!r} may not do this; it needs one of: {wanted}."
             )
-        return Caller(key_id=key.id, name=key.name, role=role)
+        locations = tuple(key.locations or ())
+        if locations and role != Role.ANALYST:
+            # Never made by create_api_key; refused rather than trusted with every location.
+            raise ProblemError(403, f"A {role.value} key may not be limited to locations; make a new key.")
+        return Caller(key_id=key.id, name=key.name, role=role, locations=locations)
 
     dependency.allowed_roles = allowed  # type: ignore[attr-defined]
     return dependency
@@ -86,3 +98,34 @@ ReaderDep = Annotated[Caller, Depends(require_roles(Role.ANALYST))]
 IngestDep = Annotated[Caller, Depends(require_roles(Role.INGEST))]
 AdminDep = Annotated[Caller, Depends(require_roles())]
 ScorerDep = Annotated[Caller, Depends(require_roles(Role.SCORER))]
+
+
+def _location_forbidden(exc: LocationForbiddenError) -> ProblemError:
+    return ProblemError(403, str(exc), slug="location-forbidden", title="Location not allowed")
+
+
+def caller_scope(caller: Caller, scope: Scope) -> Scope:
+    """``scope`` limited to the caller's locations: 403 when it asks for a location outside them."""
+    try:
+        return restrict_scope(scope, allowed=caller.locations)
+    except LocationForbiddenError as exc:
+        raise _location_forbidden(exc) from exc
+
+
+def caller_filter(caller: Caller, filters: FeedbackFilter) -> FeedbackFilter:
+    """``filters`` limited to the caller's locations: 403 when they ask for a location outside them."""
+    try:
+        return restrict_filter(filters, allowed=caller.locations)
+    except LocationForbiddenError as exc:
+        raise _location_forbidden(exc) from exc
+
+
+def require_unscoped(caller: Caller, *, what: str) -> None:
+    """403 for a key limited to some locations: ``what`` spans every location."""
+    if caller.scoped:
+        raise ProblemError(
+            403,
+            f"{what} span every location; this key may only see {', '.join(map(repr, caller.locations))}.",
+            slug="location-forbidden",
+            title="Location not allowed",
+        )

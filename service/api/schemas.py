@@ -165,6 +165,11 @@ class ImportAuditOut(BaseModel):
 class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Role
+    locations: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        max_length=500,
+        description="Limit an analyst key to these locations (a store manager's key); empty: every location.",
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -177,6 +182,9 @@ class ApiKeyOut(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    locations: list[str] | None = Field(
+        default=None, description="The locations the key may see; null: every location."
+    )
 
 
 class ApiKeyCreated(ApiKeyOut):

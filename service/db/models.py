@@ -259,6 +259,8 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The locations an analyst key may see; None: every location.
+    locations: Mapped[list[str] | None] = mapped_column(PortableJSON)
 
 
 class TaxonomyVersion(Base):

@@ -159,6 +159,12 @@ async def csrf_checked_session(
     return web_session
 
 
+def admin_post_session(web_session: Annotated[WebSession, Depends(csrf_checked_session)]) -> WebSession:
+    """An administrator's POST carrying the session's CSRF token: 403 for analysts and for a missing token."""
+    return admin_session(web_session)
+
+
 WebSessionDep = Annotated[WebSession, Depends(current_session)]
 AdminSessionDep = Annotated[WebSession, Depends(admin_session)]
 PostSessionDep = Annotated[WebSession, Depends(csrf_checked_session)]
+AdminPostSessionDep = Annotated[WebSession, Depends(admin_post_session)]

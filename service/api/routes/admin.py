@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
-from service.api.deps import AdminDep, ReaderDep, SessionDep
+from service.api.deps import AdminDep, ReaderDep, SessionDep, require_unscoped
 from service.api.problems import ProblemError
 from service.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ImportAuditOut
 from service.db.models import ImportAudit
+from service.errors import FieldError
 from service.keys import create_api_key, list_api_keys, revoke_api_key
 
 router = APIRouter(prefix="/v1")
@@ -18,16 +19,18 @@ router = APIRouter(prefix="/v1")
 
 @router.get("/imports", tags=["imports"], summary="The import audit, newest first")
 def get_imports(
-    session: SessionDep, _caller: ReaderDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    session: SessionDep, caller: ReaderDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[ImportAuditOut]:
     """Recent ingestions: who sent what, and how many rows were stored, duplicate or rejected."""
+    require_unscoped(caller, what="Imports (and their rejected rows)")
     audits = session.scalars(select(ImportAudit).order_by(ImportAudit.id.desc()).limit(limit))
     return [ImportAuditOut.model_validate(a) for a in audits]
 
 
 @router.get("/imports/{import_id}", tags=["imports"], summary="One ingestion")
-def get_import(import_id: int, session: SessionDep, _caller: ReaderDep) -> ImportAuditOut:
+def get_import(import_id: int, session: SessionDep, caller: ReaderDep) -> ImportAuditOut:
     """One ingestion's audit row."""
+    require_unscoped(caller, what="Imports (and their rejected rows)")
     audit = session.get(ImportAudit, import_id)
     if audit is None:
         raise ProblemError(404, f"No import has id {import_id}.")
@@ -36,14 +39,23 @@ def get_import(import_id: int, session: SessionDep, _caller: ReaderDep) -> Impor
 
 @router.get("/keys", tags=["keys"], summary="API keys (never their secrets)")
 def get_keys(session: SessionDep, _caller: AdminDep) -> list[ApiKeyOut]:
-    """Every API key with its role and last use."""
+    """Every API key with its role, locations and last use."""
     return [ApiKeyOut.model_validate(k) for k in list_api_keys(session)]
 
 
 @router.post("/keys", tags=["keys"], status_code=status.HTTP_201_CREATED, summary="Create an API key")
 def post_key(body: ApiKeyCreate, session: SessionDep, _caller: AdminDep) -> ApiKeyCreated:
-    """A new key; its secret appears only in this response."""
-    key, plaintext = create_api_key(session, name=body.name, role=body.role)
+    """A new key (an analyst key may be limited to locations); its secret appears only in this response."""
+    try:
+        key, plaintext = create_api_key(session, name=body.name, role=body.role, locations=body.locations)
+    except ValueError as exc:
+        raise ProblemError(
+            422,
+            str(exc),
+            slug="validation-error",
+            title="Invalid request",
+            errors=[FieldError(field="body.locations", message=str(exc))],
+        ) from exc
     session.commit()
     return ApiKeyCreated.model_validate({**ApiKeyOut.model_validate(key).model_dump(), "key": plaintext})
 

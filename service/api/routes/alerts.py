@@ -23,7 +23,7 @@ from service.alerts import (
     evaluate_rules,
     validate_params,
 )
-from service.api.deps import AdminDep, ReaderDep, SessionDep, SettingsDep
+from service.api.deps import AdminDep, ReaderDep, SessionDep, SettingsDep, require_unscoped
 from service.api.problems import ProblemError, require_utc_offsets
 from service.db.models import Alert, AlertDelivery, AlertRule, utcnow
 
@@ -289,7 +289,7 @@ def post_evaluate_rule(
 @router.get("/alerts", summary="Alerts fired by the rules, newest first")
 def get_alerts(
     session: SessionDep,
-    _caller: ReaderDep,
+    caller: ReaderDep,
     rule_id: Annotated[int | None, Query(description="Only this rule's alerts.")] = None,
     status_: Annotated[
         Literal["firing", "resolved"] | None, Query(alias="status", description="firing or resolved.")
@@ -301,6 +301,7 @@ def get_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[AlertOut]:
     """Each alert with its summary, details, links to the rows behind it and its webhook deliveries."""
+    require_unscoped(caller, what="Alerts")
     require_utc_offsets(since=since)
     query = select(Alert, AlertRule).join(AlertRule, AlertRule.id == Alert.rule_id)
     if rule_id is not None:

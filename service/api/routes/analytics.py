@@ -9,8 +9,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from service.access import public_topic_labels, visible_location_rows
 from service.analytics import GroupBy, Interval, location_comparison, touchpoint_metrics, trends
-from service.api.deps import ReaderDep, SessionDep
+from service.api.deps import ReaderDep, SessionDep, caller_scope
 from service.api.problems import ProblemError, require_utc_offsets
 from service.feedback import Scope
 from service.painpoints import pain_point_report
@@ -149,23 +150,37 @@ def scope_from_query(
 ScopeDep = Annotated[Scope, Depends(scope_from_query)]
 
 
+def caller_scope_from_query(caller: ReaderDep, scope: ScopeDep) -> Scope:
+    """The query's scope limited to the caller's locations (403 when it names a location outside them)."""
+    return caller_scope(caller, scope)
+
+
+CallerScopeDep = Annotated[Scope, Depends(caller_scope_from_query)]
+
+
 @router.get("/touchpoints", summary="Volume, sentiment and NPS/CSAT/CES per touchpoint")
 def get_touchpoints(
     session: SessionDep,
-    _caller: ReaderDep,
-    scope: ScopeDep,
+    caller: ReaderDep,
+    scope: CallerScopeDep,
 ) -> TouchpointsOut:
     """Every touchpoint of the taxonomy in force, the most negative first."""
     taxonomy = active_taxonomy(session)
     metrics = touchpoint_metrics(session, scope=scope)
     top: dict[str, list[TopPainPointOut]] = {}
-    for point in pain_point_report(session, scope=scope, limit=200, quotes=0).pain_points:
+    points = pain_point_report(session, scope=scope, limit=200, quotes=0).pain_points
+    labels = (
+        public_topic_labels(session, topic_ids={p.topic_id for p in points}, allowed=caller.locations)
+        if caller.scoped
+        else {}
+    )
+    for point in points:
         listed = top.setdefault(point.touchpoint, [])
         if len(listed) < 3:
             listed.append(
                 TopPainPointOut(
                     topic_id=point.topic_id,
-                    label=point.label,
+                    label=labels[point.topic_id][0] if point.topic_id in labels else point.label,
                     negative=point.negative,
                     trending=point.trending,
                     growth=point.growth,
@@ -209,7 +224,7 @@ def get_touchpoints(
 def get_trends(
     session: SessionDep,
     _caller: ReaderDep,
-    scope: ScopeDep,
+    scope: CallerScopeDep,
     group_by: Annotated[GroupBy, Query()] = "touchpoint",
     interval: Annotated[Interval, Query()] = "week",
     limit_groups: Annotated[int, Query(ge=1, le=200)] = 20,
@@ -250,17 +265,20 @@ def get_trends(
 def get_touchpoint_locations(
     touchpoint: str,
     session: SessionDep,
-    _caller: ReaderDep,
+    caller: ReaderDep,
     since: Since = None,
     until: Until = None,
     source: Sources = None,
     language: Languages = None,
 ) -> LocationsOut:
     """Each location's negative share at this touchpoint against the other locations', most negative first."""
+    # A key limited to some locations gets only its own rows (still compared with every other store).
     if active_taxonomy(session).get(touchpoint) is None:
         raise ProblemError(
             404, f"The taxonomy in force has no touchpoint {touchpoint!r}; see GET /v1/taxonomy."
         )
     scope = _scope(since, until, None, source, language)
-    rows = location_comparison(session, touchpoint=touchpoint, scope=scope)
+    rows = visible_location_rows(
+        location_comparison(session, touchpoint=touchpoint, scope=scope), allowed=caller.locations
+    )
     return LocationsOut(touchpoint=touchpoint, locations=[LocationOut(**row) for row in rows])

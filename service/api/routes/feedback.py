@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
+from sqlalchemy.orm import Session
 
 from nlp.datasets import CX_EMOTION_ROLLUP, GOEMOTIONS_LABELS
 from scrapers.contract import RatingScale
 from scrapers.files import FileFormat, FileFormatError, parse_mapping
-from service.api.deps import IngestDep, ReaderDep, SessionDep, SettingsDep
+from service.access import can_see_location, public_topic_labels
+from service.api.deps import Caller, IngestDep, ReaderDep, SessionDep, SettingsDep, caller_filter
 from service.api.problems import ProblemError, require_utc_offsets
 from service.api.schemas import (
     BatchResultOut,
@@ -42,6 +45,22 @@ from service.topics import ItemTopic, topics_of
 from service.touchpoints import touchpoints_of
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
+
+
+def _visible_topics(session: Session, caller: Caller, item_ids: list[int]) -> dict[int, list[ItemTopic]]:
+    """Each item's topics, labelled as the caller may see them (a scoped key: keywords, not sentences)."""
+    found = topics_of(session, item_ids=item_ids)
+    if not caller.scoped:
+        return found
+    ids = {t.topic_id for topics in found.values() for t in topics}
+    labels = public_topic_labels(session, topic_ids=ids, allowed=caller.locations)
+    return {
+        item_id: [
+            dataclasses.replace(t, label=labels[t.topic_id][0] if t.topic_id in labels else "")
+            for t in topics
+        ]
+        for item_id, topics in found.items()
+    }
 
 
 def _result_out(result: ItemResult) -> ItemResultOut:
@@ -220,7 +239,7 @@ def import_feedback_file(
 @router.get("", summary="List feedback, newest first, with filters and cursor pagination")
 def get_feedback(
     session: SessionDep,
-    _caller: ReaderDep,
+    caller: ReaderDep,
     since: Annotated[
         datetime | None, Query(description="Created at or after (ISO 8601 with offset).")
     ] = None,
@@ -287,6 +306,7 @@ def get_feedback(
         import_id=import_id,
         near_duplicate=near_duplicate,
     )
+    filters = caller_filter(caller, filters)
     try:
         items, next_cursor = list_feedback(session, filters=filters, limit=limit, cursor=cursor)
     except InvalidCursorError as exc:
@@ -294,7 +314,7 @@ def get_feedback(
             400, str(exc), slug="invalid-cursor", errors=[FieldError(field="query.cursor", message=str(exc))]
         ) from exc
     ids = [item.id for item in items]
-    found, item_topics = touchpoints_of(session, item_ids=ids), topics_of(session, item_ids=ids)
+    found, item_topics = touchpoints_of(session, item_ids=ids), _visible_topics(session, caller, ids)
     return FeedbackPage(
         items=[
             feedback_out(item, touchpoints=found.get(item.id), topics=item_topics.get(item.id))
@@ -308,16 +328,16 @@ def get_feedback(
 def get_feedback_item(
     item_id: int,
     session: SessionDep,
-    _caller: ReaderDep,
+    caller: ReaderDep,
     sentences: Annotated[bool, Query(description="Include the scored sentences.")] = False,
 ) -> FeedbackOut:
     """A stored item by id, optionally with its sentences and their scores."""
     item = session.get(FeedbackItem, item_id)
-    if item is None:
+    if item is None or not can_see_location(item.location, allowed=caller.locations):
         raise ProblemError(404, f"No feedback item has id {item_id}.")
     return feedback_out(
         item,
         touchpoints=touchpoints_of(session, item_ids=[item_id]).get(item_id),
-        topics=topics_of(session, item_ids=[item_id]).get(item_id),
+        topics=_visible_topics(session, caller, [item_id]).get(item_id),
         sentences=sentences_of(session, item_id=item_id) if sentences else None,
     )

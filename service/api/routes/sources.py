@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from scrapers.registry import source_class
-from service.api.deps import AdminDep, ReaderDep, SessionDep, SettingsDep
+from service.api.deps import AdminDep, ReaderDep, SessionDep, SettingsDep, require_unscoped
 from service.api.problems import ProblemError
 from service.api.schemas import ImportAuditOut
 from service.collectors import (
@@ -298,9 +298,10 @@ def run_source_now(name: str, session: SessionDep, _caller: AdminDep) -> RunRequ
 
 @router.get("/sources/{name}/runs", summary="A collector's runs, newest first")
 def get_source_runs(
-    name: str, session: SessionDep, _caller: ReaderDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    name: str, session: SessionDep, caller: ReaderDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[CollectorRunOut]:
     """Each run: trigger, pages, records stored, duplicates, malformed, and the error if it failed."""
+    require_unscoped(caller, what="Collector runs (and their error samples)")
     with _as_problem():
         source = get_collector(session, name=name)
     runs = session.scalars(

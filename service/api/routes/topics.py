@@ -10,9 +10,19 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from service.access import known_locations, public_topic_labels, public_topic_text, visible_location_rows
 from service.api.deps import ReaderDep, SessionDep
 from service.api.problems import ProblemError
-from service.api.routes.analytics import Languages, LocationsOut, ScopeDep, Since, Sources, Until, _scope
+from service.api.routes.analytics import (
+    CallerScopeDep,
+    Languages,
+    LocationOut,
+    LocationsOut,
+    Since,
+    Sources,
+    Until,
+    _scope,
+)
 from service.db.models import Topic, TopicModelRun
 from service.painpoints import Interval, pain_point_report
 from service.topics import (
@@ -98,8 +108,8 @@ Baseline = Annotated[int, Query(ge=1, le=104, description="Buckets before the wi
 )
 def get_pain_points(
     session: SessionDep,
-    _caller: ReaderDep,
-    scope: ScopeDep,
+    caller: ReaderDep,
+    scope: CallerScopeDep,
     touchpoint: Annotated[list[str] | None, Query(description="Touchpoint id; repeat for several.")] = None,
     stage: Annotated[list[str] | None, Query(description="Journey stage; repeat for several.")] = None,
     topic: Annotated[list[int] | None, Query(description="Topic id; repeat for several.")] = None,
@@ -135,17 +145,23 @@ def get_pain_points(
         limit=limit if trending is None else 10_000,
     )
     points = [p for p in report.pain_points if trending is None or p.trending == trending][:limit]
+    texts = (
+        public_topic_labels(session, topic_ids={p.topic_id for p in points}, allowed=caller.locations)
+        if caller.scoped
+        else {}
+    )
     out = []
     for p in points:
         meta = taxonomy.get(p.touchpoint)
+        label, keywords = texts.get(p.topic_id, (p.label, p.keywords))
         out.append(
             PainPointOut(
                 topic_id=p.topic_id,
                 touchpoint=p.touchpoint,
                 touchpoint_name=meta.name if meta else p.touchpoint,
                 stages=list(meta.stages) if meta else [],
-                label=p.label,
-                keywords=p.keywords,
+                label=label,
+                keywords=keywords,
                 negative=p.negative,
                 sentences=p.sentences,
                 negative_share=p.negative_share,
@@ -245,14 +261,20 @@ def _model_out(model: TopicModelRun) -> ModelOut:
     )
 
 
-def _topic_out(topic: Topic, stats: TopicStats | None, filters: list[tuple[str, str]]) -> TopicOut:
+def _topic_out(
+    topic: Topic,
+    stats: TopicStats | None,
+    filters: list[tuple[str, str]],
+    text: tuple[str, list[str]] | None = None,
+) -> TopicOut:
     stats = stats or TopicStats()
     sentences, negative = stats.sentences, stats.negative
+    label, keywords = text or (topic.label, topic.keywords)
     return TopicOut(
         id=topic.id,
         status=topic.status,
-        label=topic.label,
-        keywords=topic.keywords,
+        label=label,
+        keywords=keywords,
         languages=topic.languages,
         merged_into=topic.merged_into,
         sentences=sentences,
@@ -269,8 +291,8 @@ def _topic_out(topic: Topic, stats: TopicStats | None, filters: list[tuple[str, 
 @router.get("/topics", summary="Topics, largest first")
 def get_topics(
     session: SessionDep,
-    _caller: ReaderDep,
-    scope: ScopeDep,
+    caller: ReaderDep,
+    scope: CallerScopeDep,
     status: Annotated[Literal["active", "merged", "dead", "all"], Query()] = "active",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> TopicsOut:
@@ -285,10 +307,15 @@ def get_topics(
         topics, key=lambda t: (-(stats[t.id].sentences if t.id in stats else 0), -t.sentences, t.id)
     )
     ranked = ranked[:limit]
+    texts = (
+        public_topic_labels(session, topic_ids=[t.id for t in ranked], allowed=caller.locations)
+        if caller.scoped
+        else {}
+    )
     model = current_model(session)
     return TopicsOut(
         model=_model_out(model) if model else None,
-        topics=[_topic_out(t, stats.get(t.id), filters) for t in ranked],
+        topics=[_topic_out(t, stats.get(t.id), filters, texts.get(t.id)) for t in ranked],
     )
 
 
@@ -335,8 +362,8 @@ class TopicDetailOut(TopicOut):
 def get_topic(
     topic_id: int,
     session: SessionDep,
-    _caller: ReaderDep,
-    scope: ScopeDep,
+    caller: ReaderDep,
+    scope: CallerScopeDep,
     interval: Annotated[Literal["hour", "day", "week"], Query()] = "week",
 ) -> TopicDetailOut:
     """A topic, also when it merged or died (its lineage says into what)."""
@@ -344,13 +371,22 @@ def get_topic(
     if topic is None:
         raise ProblemError(404, f"No topic has id {topic_id}; see GET /v1/topics.")
     stats = topic_stats(session, scope=scope, topic_ids=[topic_id], items=True).get(topic_id)
-    base = _topic_out(topic, stats, scope.query_params())
+    label, keywords, representative = public_topic_text(
+        label=topic.label,
+        keywords=list(topic.keywords),
+        representative=topic.representative,
+        known_locations=known_locations(session) if caller.scoped else (),
+        allowed=caller.locations,
+    )
+    base = _topic_out(topic, stats, scope.query_params(), (label, keywords))
     report = pain_point_report(session, scope=scope, topic_ids=[topic_id], limit=1, quotes=5, now=scope.until)
     examples = report.pain_points[0].quotes if report.pain_points else []
     return TopicDetailOut(
         **base.model_dump(),
-        representative=topic.representative,
-        keyword_weights=topic.keyword_weights,
+        representative=representative,
+        keyword_weights={k: w for k, w in topic.keyword_weights.items() if k in keywords}
+        if caller.scoped
+        else topic.keyword_weights,
         timeline=[
             BucketOut(start=s, sentences=n, negative=neg)
             for s, n, neg in topic_timeline(session, topic_id=topic_id, scope=scope, interval=interval)
@@ -382,7 +418,7 @@ def get_topic(
 def get_topic_locations(
     topic_id: int,
     session: SessionDep,
-    _caller: ReaderDep,
+    caller: ReaderDep,
     since: Since = None,
     until: Until = None,
     source: Sources = None,
@@ -392,7 +428,7 @@ def get_topic_locations(
     if session.get(Topic, topic_id) is None:
         raise ProblemError(404, f"No topic has id {topic_id}; see GET /v1/topics.")
     scope = _scope(since, until, None, source, language)
-    rows = topic_location_comparison(session, topic_id=topic_id, scope=scope)
-    from service.api.routes.analytics import LocationOut
-
+    rows = visible_location_rows(
+        topic_location_comparison(session, topic_id=topic_id, scope=scope), allowed=caller.locations
+    )
     return LocationsOut(touchpoint=f"topic:{topic_id}", locations=[LocationOut(**row) for row in rows])

@@ -18,6 +18,10 @@ from service.web.auth import WebSession, WebSessionDep
 from service.web.filters import PageFilters
 
 
+# The dashboard tests the last two weeks against the six before (a spike needs a little time to show).
+TREND_TEST: dict[str, Any] = {"interval": "week", "window": 2, "baseline": 6}
+
+
 @dataclass(frozen=True)
 class PageContext:
     """A page request: who asks, for which filters, and the scope and touchpoints those select."""

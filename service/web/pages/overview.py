@@ -13,8 +13,10 @@ from service.api.deps import SessionDep
 from service.collectors import health_of, is_collector, is_webhook
 from service.db.models import Source
 from service.overview import SENTIMENTS, Bucket, emotion_mix, summary, timeline
+from service.access import public_topic_labels
 from service.painpoints import pain_point_report
-from service.web.pages.common import PageContext, PageDep
+from service.spikes import location_spikes
+from service.web.pages.common import TREND_TEST, PageContext, PageDep
 from service.web.templating import SENTIMENT_COLOURS, render
 
 router = APIRouter(include_in_schema=False)
@@ -117,8 +119,22 @@ def overview(request: Request, session: SessionDep, ctx: PageDep) -> HTMLRespons
     buckets = timeline(session, scope=ctx.scope, interval=ctx.interval, touchpoints=ctx.touchpoints)
     emotions = emotion_mix(session, scope=ctx.scope, touchpoints=ctx.touchpoints)
     report = pain_point_report(
-        session, scope=ctx.scope, touchpoints=ctx.touchpoints, limit=TOP_PAIN_POINTS, quotes=0, now=ctx.now
+        session,
+        scope=ctx.scope,
+        touchpoints=ctx.touchpoints,
+        limit=TOP_PAIN_POINTS,
+        quotes=0,
+        now=ctx.now,
+        **TREND_TEST,
     )
+    spikes = location_spikes(session, scope=ctx.scope, touchpoints=ctx.touchpoints, now=ctx.now, **TREND_TEST)
+    labels = public_topic_labels(
+        session,
+        topic_ids=[s.topic_id for s in spikes] + [p.topic_id for p in report.pain_points],
+        allowed=ctx.web.caller.locations,
+    )
+    for point in report.pain_points:
+        point.label, point.keywords = labels.get(point.topic_id, (point.label, point.keywords))
     sources = [
         (source, health_of(source, now=ctx.now))
         for source in session.scalars(select(Source).order_by(Source.name))
@@ -135,6 +151,9 @@ def overview(request: Request, session: SessionDep, ctx: PageDep) -> HTMLRespons
         ctx=ctx,
         totals=totals,
         pain_points=report.pain_points,
+        spikes=spikes,
+        labels=labels,
+        trend_test=TREND_TEST,
         report=report,
         sources=sources,
         volume=volume_chart(buckets, ctx),

@@ -32,6 +32,8 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     renderCharts(document);
+    var filterBox = document.querySelector("details[data-filters]");
+    if (filterBox && window.matchMedia("(max-width: 760px)").matches) filterBox.removeAttribute("open");
     document.querySelectorAll("form[data-autosubmit] select").forEach(function (select) {
       select.addEventListener("change", function () {
         if (select.name === "range" && select.value === "custom") return;
