@@ -30,8 +30,17 @@ import httpx
 from scripts.bench_pain_points import DEFAULT_POSTGRES_URL, percentile, postgres_target
 
 CLI = Path(sys.executable).with_name("cxmine")
-PAGES = ("/", "/pain-points", "/themes/{topic}", "/journey", "/locations", "/feedback", "/feedback/{item}",
-         "/alerts", "/sources")
+PAGES = (
+    "/",
+    "/pain-points",
+    "/themes/{topic}",
+    "/journey",
+    "/locations",
+    "/feedback",
+    "/feedback/{item}",
+    "/alerts",
+    "/sources",
+)
 
 
 def cli(env: dict[str, str], *args: str) -> str:
@@ -125,18 +134,26 @@ def time_pages(base: str, key: str, *, requests: int, warmups: int) -> list[dict
                 "max_ms": round(max(timings), 1),
                 "bytes": size,
             }
-            print(f"  {path:<22} p50 {row['p50_ms']:>8,.1f} ms  p95 {row['p95_ms']:>8,.1f} ms  {size:>9,} B",
-                  flush=True)
+            print(
+                f"  {path:<22} p50 {row['p50_ms']:>8,.1f} ms  p95 {row['p95_ms']:>8,.1f} ms  {size:>9,} B",
+                flush=True,
+            )
             results.append(row)
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--postgres", action="store_true", help="The kept 1 M-item PostgreSQL benchmark database.")
-    parser.add_argument("--postgres-url", default=os.environ.get("CXMINE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    parser.add_argument(
+        "--postgres", action="store_true", help="The kept 1 M-item PostgreSQL benchmark database."
+    )
+    parser.add_argument(
+        "--postgres-url", default=os.environ.get("CXMINE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    )
     parser.add_argument("--schema", default="cxmine_bench")
-    parser.add_argument("--data-dir", type=Path, help="A demo data directory already scored (default: build one).")
+    parser.add_argument(
+        "--data-dir", type=Path, help="A demo data directory already scored (default: build one)."
+    )
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--warmups", type=int, default=2)
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here.")
@@ -145,8 +162,13 @@ def main() -> None:
         tmp = Path(tmp_name)
         if args.postgres:
             target = postgres_target(args.postgres_url, args.schema)
-            env = {**os.environ, "CXMINE_DATABASE_URL": target.url, "CXMINE_DATA_DIR": str(tmp / "var"),
-                   "CXMINE_LOG_LEVEL": "WARNING", "CXMINE_SCORING_ENABLED": "false"}
+            env = {
+                **os.environ,
+                "CXMINE_DATABASE_URL": target.url,
+                "CXMINE_DATA_DIR": str(tmp / "var"),
+                "CXMINE_LOG_LEVEL": "WARNING",
+                "CXMINE_SCORING_ENABLED": "false",
+            }
             database = f"PostgreSQL, schema {args.schema}"
         else:
             env = demo_environment(args.data_dir, tmp)
@@ -160,8 +182,12 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    report = {"database": database, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "requests": args.requests, "pages": rows}
+    report = {
+        "database": database,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "requests": args.requests,
+        "pages": rows,
+    }
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
 

@@ -18,5 +18,30 @@ if [ -z "${CXMINE_TEST_ENCODER:-}" ]; then
     .venv/bin/cxmine models build
     export CXMINE_TEST_ENCODER="onnx:$PWD/var/models/e5-small-onnx"
 fi
-echo "== pytest${CXMINE_TEST_POSTGRES_URL:+ (SQLite and PostgreSQL)}, encoder $CXMINE_TEST_ENCODER" >&2
+# The browser tests drive Debian's chromium (Playwright's own browser download cannot work offline) and need
+# fonts for the Arabic, Persian and Thai quotes in their screenshots: Noto's UI set covers all three in 1.4 MB.
+has_script_fonts() {
+    command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=ar family)" ] && [ -n "$(fc-list :lang=th family)" ]
+}
+if [ -z "${CXMINE_TEST_CHROMIUM:-}" ]; then
+    missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    has_script_fonts || missing+=(fontconfig fonts-noto-ui-core)
+    if [ ${#missing[@]} -gt 0 ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "== installing ${missing[*]} for the browser tests (apt-get)" >&2
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+                || echo "!! apt-get could not install ${missing[*]}" >&2
+        else
+            echo "!! ${missing[*]} missing and not root with apt-get: run 'apt-get install -y ${missing[*]}';" \
+                "the browser tests skip without chromium, and their screenshots lack Arabic and Thai glyphs without the fonts" >&2
+        fi
+    fi
+    if command -v chromium >/dev/null 2>&1; then
+        export CXMINE_TEST_CHROMIUM
+        CXMINE_TEST_CHROMIUM=$(command -v chromium)
+    fi
+fi
+echo "== pytest${CXMINE_TEST_POSTGRES_URL:+ (SQLite and PostgreSQL)}, encoder $CXMINE_TEST_ENCODER," \
+    "browser ${CXMINE_TEST_CHROMIUM:-none (browser tests skip)}; screenshots in test-artifacts/screenshots" >&2
 .venv/bin/pytest "$@"

@@ -41,12 +41,16 @@ def licence_from_text(text: bytes | None) -> str:
 
 def fetch(package: str, version: str, member: str, served_as: str, work: Path) -> dict[str, str]:
     """Download one package tarball with npm and copy its file and licence into the vendor folder."""
-    output = subprocess.run(
-        ["npm", "pack", f"{package}@{version}", "--silent", "--pack-destination", str(work)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip().splitlines()[-1]
+    output = (
+        subprocess.run(
+            ["npm", "pack", f"{package}@{version}", "--silent", "--pack-destination", str(work)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     with tarfile.open(work / output) as tar:
         target = VENDOR_DIR / served_as
         source = tar.extractfile(member)

@@ -395,6 +395,13 @@ def score(
     console.print(
         f"scored {run.scored} items in {run.batches} batches ({run.skipped} already scored elsewhere)"
     )
+    # Touchpoints are labelled from the scores' sentences, as the scheduler's score job does after scoring.
+    from service.touchpoints import TouchpointLabeler, active_taxonomy, label_pending
+
+    with _database() as (engine, session):
+        labeler = TouchpointLabeler(taxonomy=active_taxonomy(session), encoder=analyzer.encoder)
+        labelled = label_pending(make_session_factory(engine), labeler=labeler)
+    console.print(f"labelled the touchpoints of {labelled.labelled} items")
 
 
 @app.command()

@@ -109,7 +109,10 @@ class Settings(BaseSettings):
         description="Send the dashboard's cookies over HTTPS only (set true behind TLS).",
     )
     dashboard_events_poll_seconds: float = Field(
-        default=2.0, gt=0, le=60, description="How often the dashboard's live feed looks for new scores and alerts."
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often the dashboard's live feed looks for new scores and alerts.",
     )
     public_url: str | None = Field(
         default=None,

@@ -80,6 +80,7 @@ class FeedbackFilter:
     pain_point: tuple[int, str] | None = None
     import_id: int | None = None
     near_duplicate: bool | None = None
+    rating_scales: tuple[str, ...] = ()
 
     @property
     def scope(self) -> Scope:
@@ -163,6 +164,8 @@ def list_feedback(
                 )
             )
         )
+    if filters.rating_scales:
+        query = query.where(FeedbackItem.rating_scale.in_(filters.rating_scales))
     if filters.import_id is not None:
         query = query.where(FeedbackItem.import_id == filters.import_id)
     if filters.near_duplicate is not None:

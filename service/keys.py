@@ -32,7 +32,9 @@ def create_api_key(
     """Create a key (an analyst key may be limited to ``locations``) and return it with its plaintext."""
     names = key_locations(locations)
     if locations and not names:
-        raise ValueError("the locations are all blank; name at least one location, or give none for every location")
+        raise ValueError(
+            "the locations are all blank; name at least one location, or give none for every location"
+        )
     if names and role != Role.ANALYST:
         raise ValueError(
             f"only analyst keys may be limited to locations; a {role.value} key sees every location"

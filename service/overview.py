@@ -57,7 +57,9 @@ def _conditions(scope: Scope, touchpoints: Collection[str] | None) -> list[Colum
     conditions = scope.conditions()
     if touchpoints is not None:
         conditions.append(
-            FeedbackItem.id.in_(select(ItemTouchpoint.item_id).where(ItemTouchpoint.touchpoint.in_(touchpoints)))
+            FeedbackItem.id.in_(
+                select(ItemTouchpoint.item_id).where(ItemTouchpoint.touchpoint.in_(touchpoints))
+            )
         )
     return conditions
 
@@ -86,7 +88,9 @@ def _sentiment_columns() -> list[Any]:
 
 
 def _ratings(values: Any) -> tuple[RatingMetric, RatingMetric, RatingMetric, RatingMetric]:
-    nps_n, promoters, detractors, csat_n, satisfied, ces_n, ces_sum, stars_n, stars_sum = (float(v or 0) for v in values)
+    nps_n, promoters, detractors, csat_n, satisfied, ces_n, ces_sum, stars_n, stars_sum = (
+        float(v or 0) for v in values
+    )
     return (
         RatingMetric(100 * (promoters - detractors) / nps_n if nps_n else None, int(nps_n)),
         RatingMetric(100 * satisfied / csat_n if csat_n else None, int(csat_n)),

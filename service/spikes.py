@@ -1,14 +1,17 @@
-"""Pain points trending at one store: a location's negatives of a theme against its own history.
+"""Touchpoints trending at one store: a store's negative sentences at a touchpoint against its own history.
 
 A chain-wide pain point can hide a spike at one store (ten extra complaints in Riyadh vanish among the
-chain's hundreds), so each (topic, touchpoint, location) is tested on its own with the same shrunk Poisson
-test as pain points (``service.trending``), Bonferroni over every combination tested.
+chain's hundreds), so each (touchpoint, location) is tested on its own with the same shrunk Poisson test as
+pain points (``service.trending``), Bonferroni over every combination tested. The test does not depend on
+how the spike's sentences were clustered (a handful of complaints may land in several topics); each spike
+names the themes its negatives belong to, largest first.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import case, func, select
@@ -22,21 +25,16 @@ from service.trending import assess_trend
 
 @dataclass
 class LocationSpike:
-    """A theme's negatives at one touchpoint and store in the window, against what its history predicts."""
+    """A store's negatives at one touchpoint in the window, against what its history predicts."""
 
-    topic_id: int
     touchpoint: str
     location: str
     current: int
     expected: float
     growth: float | None
     p_value: float
-    trending: bool
-
-    @property
-    def pain_point(self) -> str:
-        """The ``topic:touchpoint`` key the feedback explorer filters by."""
-        return f"{self.topic_id}:{self.touchpoint}"
+    topics: list[tuple[int, int]] = field(default_factory=list)
+    """(topic id, negatives in the window) of the themes behind the spike, largest first."""
 
 
 def location_spikes(
@@ -50,7 +48,7 @@ def location_spikes(
     now: datetime | None = None,
     limit: int = 10,
 ) -> list[LocationSpike]:
-    """The trending (topic, touchpoint, location) combinations ending at ``scope.until``, most significant first."""
+    """The trending (touchpoint, location) combinations ending at ``scope.until``, most significant first."""
     until = scope.until or now or datetime.now(UTC)
     step = STEP[interval]
     buckets = baseline + window
@@ -71,12 +69,18 @@ def location_spikes(
     rows = session.execute(
         query.group_by(PainPointFact.topic_id, PainPointFact.touchpoint, PainPointFact.location)
     ).all()
-    counts = {(r[0], r[1], r[2]): [int(n or 0) for n in r[3:]] for r in rows}
-    if not counts:
+    per_topic: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
+    for row in rows:
+        per_topic[(row[1], row[2])][row[0]] = [int(n or 0) for n in row[3:]]
+    if not per_topic:
         return []
+    counts = {
+        key: [sum(column) for column in zip(*topics.values(), strict=True)]
+        for key, topics in per_topic.items()
+    }
     prior_rate = sum(sum(c[window:]) for c in counts.values()) / (len(counts) * baseline)
     spikes = []
-    for (topic_id, touchpoint, location), series in counts.items():
+    for (touchpoint, location), series in counts.items():
         test = assess_trend(
             current=sum(series[:window]),
             history=series[window:],
@@ -84,18 +88,19 @@ def location_spikes(
             window=window,
             comparisons=len(counts),
         )
-        if test.trending:
-            spikes.append(
-                LocationSpike(
-                    topic_id=topic_id,
-                    touchpoint=touchpoint,
-                    location=location,
-                    current=test.current,
-                    expected=test.expected,
-                    growth=test.growth,
-                    p_value=test.p_value,
-                    trending=True,
-                )
+        if not test.trending:
+            continue
+        themes = [(topic, sum(s[:window])) for topic, s in per_topic[(touchpoint, location)].items()]
+        spikes.append(
+            LocationSpike(
+                touchpoint=touchpoint,
+                location=location,
+                current=test.current,
+                expected=test.expected,
+                growth=test.growth,
+                p_value=test.p_value,
+                topics=sorted((t for t in themes if t[1] > 0), key=lambda t: (-t[1], t[0])),
             )
-    spikes.sort(key=lambda s: (s.p_value, -s.current, s.topic_id, s.touchpoint, s.location))
+        )
+    spikes.sort(key=lambda s: (s.p_value, -s.current, s.touchpoint, s.location))
     return spikes[:limit]

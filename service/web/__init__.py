@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from urllib.parse import quote
 
 from service.web import events, signin
 from service.web.auth import PageError, SignInRequiredError
+from service.web.cache import AggregateCache
 from service.web.pages import alerts, explorer, journey, locations, overview, painpoints, sources, theme
 from service.web.templating import render
 
@@ -20,6 +21,9 @@ PAGE_ROUTERS = (overview, painpoints, theme, journey, locations, explorer, alert
 
 def install_dashboard(app: FastAPI) -> None:
     """Serve the dashboard under ``/`` with its static files under ``/static``."""
+    app.state.aggregate_cache = AggregateCache(
+        watermark_max_age=app.state.settings.dashboard_events_poll_seconds
+    )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(signin.router)
     app.include_router(events.router)
@@ -37,7 +41,9 @@ def install_dashboard(app: FastAPI) -> None:
         assert isinstance(exc, PageError)
         web = getattr(request.state, "web_session", None)
         template = "partials/error.html" if request.headers.get("HX-Request") else "error.html"
-        return render(request, template, web=web, status=exc.status, message=exc.message, status_code=exc.status)
+        return render(
+            request, template, web=web, status=exc.status, message=exc.message, status_code=exc.status
+        )
 
     app.add_exception_handler(SignInRequiredError, on_signin_required)
     app.add_exception_handler(PageError, on_page_error)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -102,7 +103,9 @@ def read_session(request: Request, *, session: Session, settings: Settings) -> W
 def signin_csrf_token(request: Request, *, settings: Settings) -> str:
     """The pre-session CSRF token of the sign-in form: the one its cookie holds, or a new one."""
     try:
-        return str(_serializer(settings, "signin").loads(request.cookies.get(SIGNIN_CSRF_COOKIE, ""), max_age=3600))
+        return str(
+            _serializer(settings, "signin").loads(request.cookies.get(SIGNIN_CSRF_COOKIE, ""), max_age=3600)
+        )
     except BadSignature:
         return secrets.token_urlsafe(24)
 
@@ -123,7 +126,9 @@ def set_signin_csrf_cookie(response: Response, *, settings: Settings, token: str
 def check_signin_csrf(request: Request, *, settings: Settings, submitted: str) -> bool:
     """Whether the sign-in form echoed the token of its cookie."""
     try:
-        expected = str(_serializer(settings, "signin").loads(request.cookies.get(SIGNIN_CSRF_COOKIE, ""), max_age=3600))
+        expected = str(
+            _serializer(settings, "signin").loads(request.cookies.get(SIGNIN_CSRF_COOKIE, ""), max_age=3600)
+        )
     except BadSignature:
         return False
     return bool(submitted) and hmac.compare_digest(expected, submitted)
@@ -147,8 +152,11 @@ def admin_session(web_session: Annotated[WebSession, Depends(current_session)]) 
 
 async def csrf_checked_session(
     request: Request, web_session: Annotated[WebSession, Depends(current_session)]
-) -> WebSession:
-    """A signed-in user whose POST carries the session's CSRF token (header or form field): 403 otherwise."""
+) -> AsyncIterator[WebSession]:
+    """A signed-in user whose POST carries the session's CSRF token (header or form field): 403 otherwise.
+
+    After the POST, cached page aggregates re-check the data, so the change shows on the next view.
+    """
     submitted = request.headers.get(CSRF_HEADER)
     if submitted is None:
         form = await request.form()
@@ -156,7 +164,10 @@ async def csrf_checked_session(
         submitted = value if isinstance(value, str) else None
     if not submitted or not hmac.compare_digest(submitted, web_session.csrf_token):
         raise PageError(403, "The form's security token is missing or stale: reload the page and try again.")
-    return web_session
+    yield web_session
+    cache = getattr(request.app.state, "aggregate_cache", None)
+    if cache is not None:
+        cache.expire_watermark()
 
 
 def admin_post_session(web_session: Annotated[WebSession, Depends(csrf_checked_session)]) -> WebSession:

@@ -7,9 +7,10 @@ uses, restricted to the caller's locations.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time as day_time, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
 from threading import Lock
 from typing import Any
 from urllib.parse import urlencode
@@ -57,13 +58,17 @@ class PageFilters:
         if since or until:
             chosen = "custom"
         elif chosen not in RANGES:
-            raise PageError(422, f"Unknown time range {chosen!r}; use one of {', '.join(RANGES)} or since/until dates.")
+            raise PageError(
+                422, f"Unknown time range {chosen!r}; use one of {', '.join(RANGES)} or since/until dates."
+            )
         if since and until and since > until:
             raise PageError(422, "The start date is after the end date.")
         values = {key: tuple(v for v in params.getlist(key) if v) for key in MULTI_KEYS}
         unknown_stages = [s for s in values["stage"] if s not in STAGES]
         if unknown_stages:
-            raise PageError(422, f"Unknown journey stage {unknown_stages[0]!r}; stages are {', '.join(STAGES)}.")
+            raise PageError(
+                422, f"Unknown journey stage {unknown_stages[0]!r}; stages are {', '.join(STAGES)}."
+            )
         return cls(
             range=chosen,
             since=since,
@@ -80,7 +85,11 @@ class PageFilters:
         now = now or datetime.now(UTC)
         if self.range == "custom":
             until = datetime.combine(self.until, day_time(), UTC) + timedelta(days=1) if self.until else now
-            since = datetime.combine(self.since, day_time(), UTC) if self.since else until - RANGES[DEFAULT_RANGE][1]
+            since = (
+                datetime.combine(self.since, day_time(), UTC)
+                if self.since
+                else until - RANGES[DEFAULT_RANGE][1]
+            )
             return since, until
         return now - RANGES[self.range][1], now
 
@@ -122,7 +131,9 @@ class PageFilters:
         elif self.range != DEFAULT_RANGE:
             pairs.append(("range", self.range))
         for key, values in zip(
-            MULTI_KEYS, (self.touchpoints, self.stages, self.locations, self.sources, self.languages), strict=True
+            MULTI_KEYS,
+            (self.touchpoints, self.stages, self.locations, self.sources, self.languages),
+            strict=True,
         ):
             pairs += [(key, v) for v in values]
         return pairs
@@ -135,22 +146,6 @@ class PageFilters:
                 continue
             pairs += [(key, value)] if isinstance(value, str) else [(key, v) for v in value]
         return "?" + urlencode(pairs) if pairs else ""
-
-    def without(self, key: str, value: str) -> PageFilters:
-        """These filters with one selected value removed (for the chips' remove buttons)."""
-        name = {"touchpoint": "touchpoints", "stage": "stages", "location": "locations",
-                "source": "sources", "language": "languages"}[key]
-        return replace(self, **{name: tuple(v for v in getattr(self, name) if v != value)})
-
-    def chips(self) -> list[tuple[str, str, str]]:
-        """(key, value, query without it) for each active selection."""
-        return [
-            (key, value, self.without(key, value).query())
-            for key, values in zip(
-                MULTI_KEYS, (self.touchpoints, self.stages, self.locations, self.sources, self.languages), strict=True
-            )
-            for value in values
-        ]
 
 
 def _date(params: Any, name: str) -> date | None:
@@ -181,7 +176,7 @@ class _OptionCache:
         self._cached: dict[str, tuple[float, FilterOptions]] = {}
 
     def get(self, session: Session) -> FilterOptions:
-        bind = str(session.get_bind().url)
+        bind = str(session.get_bind().engine.url)
         with self._lock:
             hit = self._cached.get(bind)
             if hit and time.monotonic() - hit[0] < self._ttl:
@@ -214,8 +209,3 @@ def filter_options(session: Session, *, caller: Caller) -> FilterOptions:
         allowed = set(caller.locations)
         return replace(options, locations=[loc for loc in options.locations if loc in allowed])
     return options
-
-
-def merged_query(base: Mapping[str, str], **more: str) -> str:
-    """A query string from two mappings (used by links that add one parameter)."""
-    return "?" + urlencode({**base, **more})

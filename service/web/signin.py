@@ -49,7 +49,13 @@ def _form(
 ) -> HTMLResponse:
     token = signin_csrf_token(request, settings=settings)
     response = render(
-        request, "signin.html", web=None, next_path=next_path, error=error, signin_csrf=token, status_code=status
+        request,
+        "signin.html",
+        web=None,
+        next_path=next_path,
+        error=error,
+        signin_csrf=token,
+        status_code=status,
     )
     set_signin_csrf_cookie(response, settings=settings, token=token)
     return response
@@ -68,18 +74,27 @@ def signin(
     next_path = safe_next(next)
     if not check_signin_csrf(request, settings=settings, submitted=csrf_token):
         return _form(
-            request, settings=settings, next_path=next_path, status=403,
+            request,
+            settings=settings,
+            next_path=next_path,
+            status=403,
             error="The sign-in form expired or its security token is missing: please try again.",
         )
     key = authenticate(session, plaintext=api_key.strip()) if api_key.strip() else None
     if key is None:
         return _form(
-            request, settings=settings, next_path=next_path, status=401,
+            request,
+            settings=settings,
+            next_path=next_path,
+            status=401,
             error="That API key is unknown or revoked. Ask an administrator for a key (cxmine keys create).",
         )
     if Role(key.role) not in DASHBOARD_ROLES:
         return _form(
-            request, settings=settings, next_path=next_path, status=403,
+            request,
+            settings=settings,
+            next_path=next_path,
+            status=403,
             error=f"A key with the {key.role} role cannot use the dashboard; it needs analyst or admin.",
         )
     session.commit()

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
 from nlp.touchpoints import STAGES
@@ -77,20 +77,23 @@ def text_dir(language: str | None) -> str:
 
 def chart_json(option: dict[str, Any]) -> Markup:
     """An ECharts option as an HTML-attribute-safe JSON string (rendered by static/app.js)."""
-    return Markup(json.dumps(option, ensure_ascii=False, default=str).replace("&", "&amp;").replace('"', "&quot;"))
+    return escape(json.dumps(option, ensure_ascii=False, default=str))
 
 
 def sparkline(values: list[int | float], *, width: int = 96, height: int = 24, label: str = "") -> Markup:
     """A tiny inline SVG line of ``values`` (no script needed), with the last point marked."""
     if not values:
         return Markup("")
-    top = max(max(values), 1)
+    top = max(*values, 1)
     step = width / max(len(values) - 1, 1)
-    points = [(round(i * step, 1), round(height - 2 - (v / top) * (height - 4), 1)) for i, v in enumerate(values)]
+    points = [
+        (round(i * step, 1), round(height - 2 - (v / top) * (height - 4), 1)) for i, v in enumerate(values)
+    ]
     path = " ".join(f"{x},{y}" for x, y in points)
     last_x, last_y = points[-1]
     title = label or ", ".join(str(v) for v in values)
-    return Markup(
+    # Only numbers and escaped text go into the markup.
+    return Markup(  # noqa: S704
         f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{Markup.escape(title)}"><title>{Markup.escape(title)}</title>'
         f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{path}"/>'

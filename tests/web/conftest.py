@@ -54,7 +54,13 @@ def demo_env(data_dir: Path) -> dict[str, str]:
 def run_cli(data_dir: Path, *args: str) -> str:
     """Run ``cxmine ARGS`` against ``data_dir``; its stdout."""
     done = subprocess.run(
-        [*CXMINE, *args], env=demo_env(data_dir), cwd=REPO, capture_output=True, text=True, timeout=600
+        [*CXMINE, *args],
+        env=demo_env(data_dir),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, f"cxmine {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -66,14 +72,24 @@ def demo_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("demo")
     run_cli(data_dir, "db", "upgrade")
     run_cli(data_dir, "demo")
-    run_cli(data_dir, "score")
+    run_cli(data_dir, "score")  # scores, then labels touchpoints (pain points are topics at touchpoints)
     run_cli(data_dir, "topics", "refit")
     keys = DemoKeys(
         admin=run_cli(data_dir, "keys", "create", "--role", "admin", "--name", "CX lead", "--quiet").strip(),
-        analyst=run_cli(data_dir, "keys", "create", "--role", "analyst", "--name", "Marketing", "--quiet").strip(),
+        analyst=run_cli(
+            data_dir, "keys", "create", "--role", "analyst", "--name", "Marketing", "--quiet"
+        ).strip(),
         scoped=run_cli(
-            data_dir, "keys", "create", "--role", "analyst", "--name", "Store managers",
-            "--locations", ",".join(SCOPED_LOCATIONS), "--quiet",
+            data_dir,
+            "keys",
+            "create",
+            "--role",
+            "analyst",
+            "--name",
+            "Store managers",
+            "--locations",
+            ",".join(SCOPED_LOCATIONS),
+            "--quiet",
         ).strip(),
         ingest=run_cli(data_dir, "keys", "create", "--role", "ingest", "--name", "Feed", "--quiet").strip(),
     )
@@ -108,7 +124,9 @@ def demo_settings(demo_dir: Path) -> Settings:
 @pytest.fixture
 def web(demo_settings: Settings) -> Iterator[TestClient]:
     """A client of the dashboard on the demo (not signed in)."""
-    with TestClient(create_app(demo_settings), raise_server_exceptions=False, follow_redirects=False) as client:
+    with TestClient(
+        create_app(demo_settings), raise_server_exceptions=False, follow_redirects=False
+    ) as client:
         yield client
 
 

@@ -22,7 +22,9 @@ def test_pages_redirect_to_signin_and_back(web: TestClient, demo_keys: DemoKeys)
     assert answer.status_code == 303
     assert answer.headers["location"] == "/signin?next=%2Fpain-points%3Frange%3D4w"
     token = _signin_token(web)
-    signed = web.post("/signin", data={"api_key": demo_keys.analyst, "csrf_token": token, "next": "/pain-points?range=4w"})
+    signed = web.post(
+        "/signin", data={"api_key": demo_keys.analyst, "csrf_token": token, "next": "/pain-points?range=4w"}
+    )
     assert signed.status_code == 303 and signed.headers["location"] == "/pain-points?range=4w"
     cookie = signed.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
@@ -94,7 +96,9 @@ def test_revoking_the_key_ends_its_sessions(web: TestClient, demo_keys: DemoKeys
     assert web.get("/").status_code == 200
     admin = {"Authorization": f"Bearer {demo_keys.admin}"}
     keys = web.get("/v1/keys", headers=admin).json()
-    key_id = next(k["id"] for k in (keys["keys"] if isinstance(keys, dict) else keys) if k["name"] == "Marketing")
+    key_id = next(
+        k["id"] for k in (keys["keys"] if isinstance(keys, dict) else keys) if k["name"] == "Marketing"
+    )
     assert web.delete(f"/v1/keys/{key_id}", headers=admin).status_code in (200, 204)
     assert web.get("/").status_code == 303
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
 from nlp.touchpoints import Taxonomy
 from service.analytics import Interval
@@ -15,8 +17,10 @@ from service.api.deps import SessionDep
 from service.feedback import Scope
 from service.touchpoints import active_taxonomy
 from service.web.auth import WebSession, WebSessionDep
+from service.web.cache import AggregateCache
 from service.web.filters import PageFilters
 
+T = TypeVar("T")
 
 # The dashboard tests the last two weeks against the six before (a spike needs a little time to show).
 TREND_TEST: dict[str, Any] = {"interval": "week", "window": 2, "baseline": 6}
@@ -32,6 +36,12 @@ class PageContext:
     taxonomy: Taxonomy
     touchpoints: set[str] | None
     now: datetime
+    cache: AggregateCache
+
+    def cached(self, session: Session, name: str, compute: Callable[[], T], *key: Hashable) -> T:
+        """``compute()``, cached with these filters' scope and touchpoints until the data changes."""
+        touchpoints = frozenset(self.touchpoints) if self.touchpoints is not None else None
+        return self.cache.get(session, (name, self.scope, touchpoints, *key), compute)
 
     @property
     def interval(self) -> Interval:
@@ -45,7 +55,9 @@ class PageContext:
         for key, value in extra.items():
             if value is None:
                 continue
-            pairs += [(key, str(v)) for v in value] if isinstance(value, (list, tuple)) else [(key, str(value))]
+            pairs += (
+                [(key, str(v)) for v in value] if isinstance(value, (list, tuple)) else [(key, str(value))]
+            )
         return "/feedback" + ("?" + urlencode(pairs) if pairs else "")
 
     def touchpoint_name(self, touchpoint: str) -> str:
@@ -56,7 +68,8 @@ class PageContext:
 def page_context(request: Request, session: SessionDep, web: WebSessionDep) -> PageContext:
     """Parse the page's filters (422 page when invalid; 403 page for a location beyond the caller's)."""
     filters = PageFilters.from_query(request.query_params)
-    now = datetime.now(UTC)
+    # The period ends at the next whole minute: new feedback is in it, and repeated views share a cache key.
+    now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     taxonomy = active_taxonomy(session)
     return PageContext(
         web=web,
@@ -65,6 +78,7 @@ def page_context(request: Request, session: SessionDep, web: WebSessionDep) -> P
         taxonomy=taxonomy,
         touchpoints=filters.touchpoint_ids(taxonomy),
         now=now,
+        cache=request.app.state.aggregate_cache,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -9,11 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
+from service.access import public_topic_labels
 from service.api.deps import SessionDep
 from service.collectors import health_of, is_collector, is_webhook
 from service.db.models import Source
 from service.overview import SENTIMENTS, Bucket, emotion_mix, summary, timeline
-from service.access import public_topic_labels
 from service.painpoints import pain_point_report
 from service.spikes import location_spikes
 from service.web.pages.common import TREND_TEST, PageContext, PageDep
@@ -115,26 +116,48 @@ def emotion_chart(emotions: dict[str, int], ctx: PageContext) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, session: SessionDep, ctx: PageDep) -> HTMLResponse:
     """The overview page (also re-rendered for live updates)."""
-    totals = summary(session, scope=ctx.scope, touchpoints=ctx.touchpoints)
-    buckets = timeline(session, scope=ctx.scope, interval=ctx.interval, touchpoints=ctx.touchpoints)
-    emotions = emotion_mix(session, scope=ctx.scope, touchpoints=ctx.touchpoints)
-    report = pain_point_report(
-        session,
-        scope=ctx.scope,
-        touchpoints=ctx.touchpoints,
-        limit=TOP_PAIN_POINTS,
-        quotes=0,
-        now=ctx.now,
-        **TREND_TEST,
+    totals = ctx.cached(
+        session, "summary", lambda: summary(session, scope=ctx.scope, touchpoints=ctx.touchpoints)
     )
-    spikes = location_spikes(session, scope=ctx.scope, touchpoints=ctx.touchpoints, now=ctx.now, **TREND_TEST)
+    buckets = ctx.cached(
+        session,
+        "timeline",
+        lambda: timeline(session, scope=ctx.scope, interval=ctx.interval, touchpoints=ctx.touchpoints),
+        ctx.interval,
+    )
+    emotions = ctx.cached(
+        session, "emotions", lambda: emotion_mix(session, scope=ctx.scope, touchpoints=ctx.touchpoints)
+    )
+    report = ctx.cached(
+        session,
+        "pain_points",
+        lambda: pain_point_report(
+            session,
+            scope=ctx.scope,
+            touchpoints=ctx.touchpoints,
+            limit=TOP_PAIN_POINTS,
+            quotes=0,
+            now=ctx.now,
+            **TREND_TEST,
+        ),
+        TOP_PAIN_POINTS,
+    )
+    spikes = ctx.cached(
+        session,
+        "spikes",
+        lambda: location_spikes(
+            session, scope=ctx.scope, touchpoints=ctx.touchpoints, now=ctx.now, **TREND_TEST
+        ),
+    )
     labels = public_topic_labels(
         session,
-        topic_ids=[s.topic_id for s in spikes] + [p.topic_id for p in report.pain_points],
+        topic_ids=[t for s in spikes for t, _ in s.topics[:3]] + [p.topic_id for p in report.pain_points],
         allowed=ctx.web.caller.locations,
     )
-    for point in report.pain_points:
-        point.label, point.keywords = labels.get(point.topic_id, (point.label, point.keywords))
+    pain_points = [
+        replace(p, label=labels[p.topic_id][0], keywords=labels[p.topic_id][1]) if p.topic_id in labels else p
+        for p in report.pain_points
+    ]
     sources = [
         (source, health_of(source, now=ctx.now))
         for source in session.scalars(select(Source).order_by(Source.name))
@@ -150,10 +173,11 @@ def overview(request: Request, session: SessionDep, ctx: PageDep) -> HTMLRespons
         taxonomy=ctx.taxonomy,
         ctx=ctx,
         totals=totals,
-        pain_points=report.pain_points,
+        pain_points=pain_points,
         spikes=spikes,
         labels=labels,
         trend_test=TREND_TEST,
+        trend_window=timedelta(weeks=TREND_TEST["window"]),
         report=report,
         sources=sources,
         volume=volume_chart(buckets, ctx),

@@ -1,7 +1,266 @@
-"""Dashboard page: painpoints (being built)."""
+"""Pain points: the ranked list with trend test, share, emotions, places, triage and a weekly sparkline.
+
+The page and its CSV/XLSX export are built from the same rows (``pain_point_table``), so a download
+holds exactly the page's numbers, scoped like the page.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from service.access import public_topic_labels
+from service.api.deps import SessionDep
+from service.painpoint_series import pain_point_negatives
+from service.painpoints import Interval, PainPoint, PainPointReport, pain_point_report
+from service.web.exports import export_format, export_response
+from service.web.pages.common import PageContext, PageDep
+from service.web.templating import render
 
 router = APIRouter(include_in_schema=False)
+
+# The dashboard tests the last 2 weeks against the 6 weeks before (the API's default window is 1).
+TREND_INTERVAL: Interval = "week"
+TREND_WINDOW = 2
+TREND_BASELINE = 6
+PAGE_LIMIT = 50
+TOP_BREAKDOWN = 3
+EXPORT_COLUMNS = (
+    "Topic id",
+    "Theme",
+    "Keywords",
+    "Touchpoint id",
+    "Touchpoint",
+    "Trending",
+    f"Negative, last {TREND_WINDOW} weeks",
+    f"Expected, last {TREND_WINDOW} weeks",
+    "Growth (x expected)",
+    "p-value",
+    "Significance",
+    "Negative mentions",
+    "Mentions",
+    "Negative share (%)",
+    "Top emotions",
+    "Top locations",
+    "Status",
+    "Owner",
+    "Negatives per week",
+)
+
+
+def significance_text(p_value: float) -> str:
+    """A p-value as people read it: ``p < 0.001``, ``p = 0.004``, ``p = 0.27``."""
+    if p_value < 0.001:
+        return "p < 0.001"
+    if p_value < 0.01:
+        return f"p = {p_value:.3f}"
+    return f"p = {p_value:.2f}"
+
+
+def expected_value(expected: float) -> float:
+    """The expected count as shown: two decimals below 1 (0.02, not 0.0), one above."""
+    return round(expected, 2) if expected < 1 else round(expected, 1)
+
+
+def growth_value(growth: float | None) -> float | None:
+    """The growth factor as shown: one decimal below 10, whole above (153, not 153.0)."""
+    if growth is None:
+        return None
+    return round(growth, 1) if growth < 10 else float(round(growth))
+
+
+def explorer_link(ctx: PageContext, *, locations: tuple[str, ...] | None = None, **extra: Any) -> str:
+    """The feedback explorer for these filters, with the locations replaced (not added) when given."""
+    filters = ctx.filters if locations is None else dataclasses.replace(ctx.filters, locations=locations)
+    pairs = filters.params()
+    for key, value in extra.items():
+        if value is not None:
+            pairs += (
+                [(key, str(v)) for v in value] if isinstance(value, (list, tuple)) else [(key, str(value))]
+            )
+    return "/feedback" + ("?" + urlencode(pairs) if pairs else "")
+
+
+@dataclass(frozen=True)
+class PainPointRow:
+    """One pain point as the page and its export show it (numbers rounded as displayed)."""
+
+    topic_id: int
+    touchpoint: str
+    touchpoint_name: str
+    label: str
+    keywords: list[str]
+    trending: bool
+    current: int
+    expected: float
+    growth: float | None
+    p_value: float
+    negative: int
+    sentences: int
+    share_pct: float | None
+    emotions: dict[str, int]
+    locations: dict[str, int]
+    status: str
+    owner: str | None
+    weekly: list[int]
+
+    @property
+    def key(self) -> str:
+        return f"{self.topic_id}:{self.touchpoint}"
+
+    @property
+    def significance(self) -> str:
+        return significance_text(self.p_value)
+
+    def export_cells(self) -> list[Any]:
+        """The row's cells in ``EXPORT_COLUMNS`` order."""
+        return [
+            self.topic_id,
+            self.label,
+            ", ".join(self.keywords),
+            self.touchpoint,
+            self.touchpoint_name,
+            "yes" if self.trending else "no",
+            self.current,
+            self.expected,
+            self.growth,
+            self.p_value,
+            self.significance,
+            self.negative,
+            self.sentences,
+            self.share_pct,
+            self.emotions,
+            self.locations,
+            self.status,
+            self.owner or "",
+            self.weekly,
+        ]
+
+
+@dataclass(frozen=True)
+class PainPointTable:
+    """The rows of the page, the report they come from and the weeks of their sparklines."""
+
+    report: PainPointReport
+    rows: list[PainPointRow]
+    weeks: list[datetime]
+    trending_only: bool
+
+
+def pain_point_row(
+    point: PainPoint, *, ctx: PageContext, text: tuple[str, list[str]], weekly: list[int]
+) -> PainPointRow:
+    """A pain point of the report as a row (label and keywords as the caller may see them)."""
+    share = point.negative_share
+    return PainPointRow(
+        topic_id=point.topic_id,
+        touchpoint=point.touchpoint,
+        touchpoint_name=ctx.touchpoint_name(point.touchpoint),
+        label=text[0],
+        keywords=text[1][:6],
+        trending=point.trending,
+        current=point.current,
+        expected=expected_value(point.expected),
+        growth=growth_value(point.growth),
+        p_value=float(f"{point.p_value:.3g}"),
+        negative=point.negative,
+        sentences=point.sentences,
+        share_pct=round(share * 100, 1) if share is not None else None,
+        emotions=dict(list(point.emotions.items())[:TOP_BREAKDOWN]),
+        locations=dict(list(point.locations.items())[:TOP_BREAKDOWN]),
+        status=point.status,
+        owner=point.owner,
+        weekly=weekly,
+    )
+
+
+def pain_point_table(session: Session, *, ctx: PageContext, trending_only: bool) -> PainPointTable:
+    """The page's pain points (as ``GET /v1/pain-points?window=2&limit=50`` ranks them), ready to show."""
+    report = pain_point_report(
+        session,
+        scope=ctx.scope,
+        touchpoints=ctx.touchpoints,
+        interval=TREND_INTERVAL,
+        window=TREND_WINDOW,
+        baseline=TREND_BASELINE,
+        limit=10_000 if trending_only else PAGE_LIMIT,
+        quotes=0,
+        now=ctx.now,
+    )
+    points = [p for p in report.pain_points if p.trending or not trending_only][:PAGE_LIMIT]
+    caller = ctx.web.caller
+    texts = (
+        public_topic_labels(session, topic_ids={p.topic_id for p in points}, allowed=caller.locations)
+        if caller.locations
+        else {}
+    )
+    series = pain_point_negatives(
+        session,
+        keys=[(p.topic_id, p.touchpoint) for p in points],
+        scope=ctx.scope,
+        since=report.since,
+        until=report.until,
+        interval=TREND_INTERVAL,
+    )
+    rows = [
+        pain_point_row(
+            p,
+            ctx=ctx,
+            text=texts.get(p.topic_id, (p.label, p.keywords)),
+            weekly=series.of((p.topic_id, p.touchpoint)),
+        )
+        for p in points
+    ]
+    return PainPointTable(report=report, rows=rows, weeks=series.starts, trending_only=trending_only)
+
+
+TrendingParam = Annotated[str | None, Query(description="1: only the trending pain points.")]
+
+
+def _trending(value: str | None) -> bool:
+    return (value or "").lower() in {"1", "true", "yes", "on"}
+
+
+@router.get("/pain-points", response_class=HTMLResponse)
+def pain_points_page(
+    request: Request, session: SessionDep, ctx: PageDep, trending: TrendingParam = None
+) -> HTMLResponse:
+    """The ranked pain points (also re-rendered for live updates)."""
+    only = _trending(trending)
+    table = pain_point_table(session, ctx=ctx, trending_only=only)
+    filters = dataclasses.replace(ctx.filters, extra=(("trending", "1"),) if only else ())
+    return render(
+        request,
+        "pages/painpoints.html",
+        web=ctx.web,
+        page="pain-points",
+        session=session,
+        filters=filters,
+        taxonomy=ctx.taxonomy,
+        ctx=ctx,
+        table=table,
+        page_query=ctx.filters.query(trending="1" if only else None),
+        explorer_link=explorer_link,
+    )
+
+
+@router.get("/pain-points/export")
+def pain_points_export(
+    session: SessionDep, ctx: PageDep, trending: TrendingParam = None, format: str = "csv"
+) -> Response:
+    """The page's rows as CSV or XLSX."""
+    fmt = export_format(format)
+    table = pain_point_table(session, ctx=ctx, trending_only=_trending(trending))
+    return export_response(
+        fmt=fmt,
+        name="pain-points",
+        columns=EXPORT_COLUMNS,
+        rows=[row.export_cells() for row in table.rows],
+    )

@@ -54,6 +54,16 @@
     });
   });
 
+  // A refused action (403 stale token, 409 not allowed now, 422 bad input) shows its explanation in place.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var status = event.detail.xhr.status;
+    if (status >= 400 && status < 500 && status !== 401) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+  document.addEventListener("htmx:sendError", function () { showStatus("The server cannot be reached; retrying."); });
+
   document.addEventListener("htmx:afterSettle", function (event) { renderCharts(event.target); });
   document.addEventListener("htmx:sseMessage", function (event) {
     var type = event.detail && event.detail.type;
