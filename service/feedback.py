@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -208,3 +209,17 @@ def sentences_of(session: Session, *, item_id: int) -> list[FeedbackSentence]:
             .order_by(FeedbackSentence.position)
         )
     )
+
+
+def sentences_of_items(session: Session, *, item_ids: Sequence[int]) -> dict[int, list[FeedbackSentence]]:
+    """The scored sentences of many items in one query, each item's in order."""
+    found: dict[int, list[FeedbackSentence]] = {item_id: [] for item_id in item_ids}
+    for chunk_start in range(0, len(item_ids), 1000):
+        chunk = item_ids[chunk_start : chunk_start + 1000]
+        for sentence in session.scalars(
+            select(FeedbackSentence)
+            .where(FeedbackSentence.item_id.in_(chunk))
+            .order_by(FeedbackSentence.item_id, FeedbackSentence.position)
+        ):
+            found[sentence.item_id].append(sentence)
+    return found

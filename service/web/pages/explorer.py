@@ -28,7 +28,7 @@ from service.feedback import (
     emotion_scheme,
     list_feedback,
     local_created_at,
-    sentences_of,
+    sentences_of_items,
 )
 from service.topics import ItemTopic, topics_of
 from service.touchpoints import touchpoints_of
@@ -182,13 +182,14 @@ def item_views(session: Session, ctx: PageContext, items: list[FeedbackItem]) ->
     """The page's items with their touchpoints, themes and scored sentences."""
     ids = [item.id for item in items]
     touchpoints, topics = touchpoints_of(session, item_ids=ids), visible_topics(session, ctx, ids)
+    sentences = sentences_of_items(session, item_ids=ids)
     return [
         ItemView(
             item=item,
             created_at=local_created_at(item),
             touchpoints=[(t, ctx.touchpoint_name(t), s) for t, s in touchpoints.get(item.id, [])],
             topics=topics.get(item.id, []),
-            sentences=[(item.text[s.start : s.end], s) for s in sentences_of(session, item_id=item.id)],
+            sentences=[(item.text[s.start : s.end], s) for s in sentences[item.id]],
         )
         for item in items
     ]
