@@ -59,6 +59,39 @@ class TouchpointMetrics:
         return self.negative_sentences / self.sentences if self.sentences else None
 
 
+def rating_sum_columns() -> list[Any]:
+    """SQL sums behind NPS, CSAT, CES and stars: responses and their tallies, in ``rating_metrics`` order."""
+    value, scale = FeedbackItem.rating_value, FeedbackItem.rating_scale
+
+    def among(name: RatingScale, expression: Any) -> Any:
+        return func.sum(case((scale == name.value, expression), else_=0))
+
+    return [
+        among(RatingScale.NPS, 1),
+        among(RatingScale.NPS, case((value >= 9, 1), else_=0)),
+        among(RatingScale.NPS, case((value <= 6, 1), else_=0)),
+        among(RatingScale.CSAT, 1),
+        among(RatingScale.CSAT, case((value >= 4, 1), else_=0)),
+        among(RatingScale.CES, 1),
+        among(RatingScale.CES, value),
+        among(RatingScale.STARS, 1),
+        among(RatingScale.STARS, value),
+    ]
+
+
+def rating_metrics(values: Any) -> tuple[RatingMetric, RatingMetric, RatingMetric, RatingMetric]:
+    """NPS (promoters minus detractors, %), CSAT (% 4-5), mean CES and mean stars from ``rating_sum_columns``."""
+    nps_n, promoters, detractors, csat_n, satisfied, ces_n, ces_sum, stars_n, stars_sum = (
+        float(v or 0) for v in values
+    )
+    return (
+        RatingMetric(100 * (promoters - detractors) / nps_n if nps_n else None, int(nps_n)),
+        RatingMetric(100 * satisfied / csat_n if csat_n else None, int(csat_n)),
+        RatingMetric(ces_sum / ces_n if ces_n else None, int(ces_n)),
+        RatingMetric(stars_sum / stars_n if stars_n else None, int(stars_n)),
+    )
+
+
 def touchpoint_metrics(session: Session, *, scope: Scope) -> dict[str, TouchpointMetrics]:
     """Volume, sentiment and NPS / CSAT / CES / stars for every touchpoint with feedback in scope."""
     conditions = scope.conditions()
@@ -76,26 +109,8 @@ def touchpoint_metrics(session: Session, *, scope: Scope) -> dict[str, Touchpoin
     ).all()
     per_sentence = {row[0]: (int(row[1]), int(row[2] or 0), row[3]) for row in sentence_rows}
 
-    value = FeedbackItem.rating_value
-    scale = FeedbackItem.rating_scale
-
-    def among(scale_name: RatingScale, expression: Any) -> Any:
-        return func.sum(case((scale == scale_name.value, expression), else_=0))
-
     item_rows = session.execute(
-        select(
-            ItemTouchpoint.touchpoint,
-            func.count(),
-            among(RatingScale.NPS, 1),
-            among(RatingScale.NPS, case((value >= 9, 1), else_=0)),
-            among(RatingScale.NPS, case((value <= 6, 1), else_=0)),
-            among(RatingScale.CSAT, 1),
-            among(RatingScale.CSAT, case((value >= 4, 1), else_=0)),
-            among(RatingScale.CES, 1),
-            among(RatingScale.CES, value),
-            among(RatingScale.STARS, 1),
-            among(RatingScale.STARS, value),
-        )
+        select(ItemTouchpoint.touchpoint, func.count(), *rating_sum_columns())
         .join(FeedbackItem, FeedbackItem.id == ItemTouchpoint.item_id)
         .where(*conditions)
         .group_by(ItemTouchpoint.touchpoint)
@@ -103,9 +118,7 @@ def touchpoint_metrics(session: Session, *, scope: Scope) -> dict[str, Touchpoin
     result: dict[str, TouchpointMetrics] = {}
     for row in item_rows:
         touchpoint, items = row[0], int(row[1])
-        nps_n, promoters, detractors, csat_n, satisfied, ces_n, ces_sum, stars_n, stars_sum = (
-            float(v or 0) for v in row[2:]
-        )
+        nps, csat, ces, stars = rating_metrics(row[2:])
         sentences, negative, average = per_sentence.get(touchpoint, (0, 0, None))
         result[touchpoint] = TouchpointMetrics(
             touchpoint=touchpoint,
@@ -113,10 +126,10 @@ def touchpoint_metrics(session: Session, *, scope: Scope) -> dict[str, Touchpoin
             sentences=sentences,
             negative_sentences=negative,
             average_sentiment=float(average) if average is not None else None,
-            nps=RatingMetric(100 * (promoters - detractors) / nps_n if nps_n else None, int(nps_n)),
-            csat=RatingMetric(100 * satisfied / csat_n if csat_n else None, int(csat_n)),
-            ces=RatingMetric(ces_sum / ces_n if ces_n else None, int(ces_n)),
-            stars=RatingMetric(stars_sum / stars_n if stars_n else None, int(stars_n)),
+            nps=nps,
+            csat=csat,
+            ces=ces,
+            stars=stars,
         )
     return result
 

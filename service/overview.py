@@ -14,8 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from scrapers.contract import RatingScale
-from service.analytics import Interval, RatingMetric, bucket_start
+from service.analytics import Interval, RatingMetric, bucket_start, rating_metrics, rating_sum_columns
 from service.db.models import FeedbackEmotion, FeedbackItem, ItemTouchpoint
 from service.feedback import Scope
 
@@ -64,39 +63,8 @@ def _conditions(scope: Scope, touchpoints: Collection[str] | None) -> list[Colum
     return conditions
 
 
-def _rating_columns() -> list[Any]:
-    value, scale = FeedbackItem.rating_value, FeedbackItem.rating_scale
-
-    def among(name: RatingScale, expression: Any) -> Any:
-        return func.sum(case((scale == name.value, expression), else_=0))
-
-    return [
-        among(RatingScale.NPS, 1),
-        among(RatingScale.NPS, case((value >= 9, 1), else_=0)),
-        among(RatingScale.NPS, case((value <= 6, 1), else_=0)),
-        among(RatingScale.CSAT, 1),
-        among(RatingScale.CSAT, case((value >= 4, 1), else_=0)),
-        among(RatingScale.CES, 1),
-        among(RatingScale.CES, value),
-        among(RatingScale.STARS, 1),
-        among(RatingScale.STARS, value),
-    ]
-
-
 def _sentiment_columns() -> list[Any]:
     return [func.sum(case((FeedbackItem.sentiment_label == label, 1), else_=0)) for label in SENTIMENTS]
-
-
-def _ratings(values: Any) -> tuple[RatingMetric, RatingMetric, RatingMetric, RatingMetric]:
-    nps_n, promoters, detractors, csat_n, satisfied, ces_n, ces_sum, stars_n, stars_sum = (
-        float(v or 0) for v in values
-    )
-    return (
-        RatingMetric(100 * (promoters - detractors) / nps_n if nps_n else None, int(nps_n)),
-        RatingMetric(100 * satisfied / csat_n if csat_n else None, int(csat_n)),
-        RatingMetric(ces_sum / ces_n if ces_n else None, int(ces_n)),
-        RatingMetric(stars_sum / stars_n if stars_n else None, int(stars_n)),
-    )
 
 
 def summary(session: Session, *, scope: Scope, touchpoints: Collection[str] | None = None) -> Summary:
@@ -106,10 +74,10 @@ def summary(session: Session, *, scope: Scope, touchpoints: Collection[str] | No
             func.count(),
             func.count(FeedbackItem.scored_at),
             *_sentiment_columns(),
-            *_rating_columns(),
+            *rating_sum_columns(),
         ).where(*_conditions(scope, touchpoints))
     ).one()
-    nps, csat, ces, stars = _ratings(row[6:])
+    nps, csat, ces, stars = rating_metrics(row[6:])
     return Summary(
         items=int(row[0]),
         scored=int(row[1]),
@@ -128,7 +96,7 @@ def timeline(
     dialect = session.get_bind().dialect.name
     start = bucket_start(FeedbackItem.created_at, interval=interval, dialect=dialect).label("bucket")
     rows = session.execute(
-        select(start, func.count(), *_sentiment_columns(), *_rating_columns())
+        select(start, func.count(), *_sentiment_columns(), *rating_sum_columns())
         .where(*_conditions(scope, touchpoints))
         .group_by(start)
         .order_by(start)
@@ -136,7 +104,7 @@ def timeline(
     buckets = []
     for row in rows:
         raw = row[0] if isinstance(row[0], datetime) else datetime.fromisoformat(str(row[0]))
-        nps, csat, ces, _stars = _ratings(row[6:])
+        nps, csat, ces, _stars = rating_metrics(row[6:])
         buckets.append(
             Bucket(
                 start=raw.replace(tzinfo=UTC) if raw.tzinfo is None else raw.astimezone(UTC),

@@ -50,28 +50,8 @@ def location_spikes(
 ) -> list[LocationSpike]:
     """The trending (touchpoint, location) combinations ending at ``scope.until``, most significant first."""
     until = scope.until or now or datetime.now(UTC)
-    step = STEP[interval]
-    buckets = baseline + window
-    bounds = [until - step * index for index in range(buckets + 1)]
-    created = PainPointFact.created_at
-    query = select(
-        PainPointFact.topic_id,
-        PainPointFact.touchpoint,
-        PainPointFact.location,
-        *(
-            func.sum(case(((created >= bounds[i + 1]) & (created < bounds[i]), 1), else_=0)).label(f"b{i}")
-            for i in range(buckets)
-        ),
-    ).where(PainPointFact.negative, PainPointFact.location.is_not(None))
-    query = _in_scope(query, scope, since=bounds[-1], until=until)
-    if touchpoints is not None:
-        query = query.where(PainPointFact.touchpoint.in_(touchpoints))
-    rows = session.execute(
-        query.group_by(PainPointFact.topic_id, PainPointFact.touchpoint, PainPointFact.location)
-    ).all()
-    per_topic: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
-    for row in rows:
-        per_topic[(row[1], row[2])][row[0]] = [int(n or 0) for n in row[3:]]
+    bounds = [until - STEP[interval] * index for index in range(baseline + window + 1)]
+    per_topic = _negatives_per_bucket(session, scope=scope, touchpoints=touchpoints, bounds=bounds)
     if not per_topic:
         return []
     counts = {
@@ -104,3 +84,29 @@ def location_spikes(
         )
     spikes.sort(key=lambda s: (s.p_value, -s.current, s.touchpoint, s.location))
     return spikes[:limit]
+
+
+def _negatives_per_bucket(
+    session: Session, *, scope: Scope, touchpoints: Collection[str] | None, bounds: list[datetime]
+) -> dict[tuple[str, str], dict[int, list[int]]]:
+    """Negative sentences per (touchpoint, location), topic and bucket ([bounds[i+1], bounds[i]), newest first)."""
+    created = PainPointFact.created_at
+    query = select(
+        PainPointFact.topic_id,
+        PainPointFact.touchpoint,
+        PainPointFact.location,
+        *(
+            func.sum(case(((created >= bounds[i + 1]) & (created < bounds[i]), 1), else_=0)).label(f"b{i}")
+            for i in range(len(bounds) - 1)
+        ),
+    ).where(PainPointFact.negative, PainPointFact.location.is_not(None))
+    query = _in_scope(query, scope, since=bounds[-1], until=bounds[0])
+    if touchpoints is not None:
+        query = query.where(PainPointFact.touchpoint.in_(touchpoints))
+    rows = session.execute(
+        query.group_by(PainPointFact.topic_id, PainPointFact.touchpoint, PainPointFact.location)
+    ).all()
+    per_topic: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
+    for row in rows:
+        per_topic[(row[1], row[2])][row[0]] = [int(n or 0) for n in row[3:]]
+    return per_topic

@@ -9,14 +9,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.access import public_topic_labels
 from service.api.deps import SessionDep
 from service.collectors import health_of, is_collector, is_webhook
 from service.db.models import Source
 from service.overview import SENTIMENTS, Bucket, emotion_mix, summary, timeline
-from service.painpoints import pain_point_report
-from service.spikes import location_spikes
+from service.painpoints import PainPointReport, pain_point_report
+from service.spikes import LocationSpike, location_spikes
 from service.web.pages.common import TREND_TEST, PageContext, PageDep
 from service.web.templating import SENTIMENT_COLOURS, render
 
@@ -113,21 +114,8 @@ def emotion_chart(emotions: dict[str, int], ctx: PageContext) -> dict[str, Any]:
     }
 
 
-@router.get("/", response_class=HTMLResponse)
-def overview(request: Request, session: SessionDep, ctx: PageDep) -> HTMLResponse:
-    """The overview page (also re-rendered for live updates)."""
-    totals = ctx.cached(
-        session, "summary", lambda: summary(session, scope=ctx.scope, touchpoints=ctx.touchpoints)
-    )
-    buckets = ctx.cached(
-        session,
-        "timeline",
-        lambda: timeline(session, scope=ctx.scope, interval=ctx.interval, touchpoints=ctx.touchpoints),
-        ctx.interval,
-    )
-    emotions = ctx.cached(
-        session, "emotions", lambda: emotion_mix(session, scope=ctx.scope, touchpoints=ctx.touchpoints)
-    )
+def trending_now(session: Session, ctx: PageContext) -> tuple[PainPointReport, list[LocationSpike]]:
+    """The top pain points across the chain and the touchpoints trending at a store (cached)."""
     report = ctx.cached(
         session,
         "pain_points",
@@ -149,6 +137,25 @@ def overview(request: Request, session: SessionDep, ctx: PageDep) -> HTMLRespons
             session, scope=ctx.scope, touchpoints=ctx.touchpoints, now=ctx.now, **TREND_TEST
         ),
     )
+    return report, spikes
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, session: SessionDep, ctx: PageDep) -> HTMLResponse:
+    """The overview page (also re-rendered for live updates)."""
+    totals = ctx.cached(
+        session, "summary", lambda: summary(session, scope=ctx.scope, touchpoints=ctx.touchpoints)
+    )
+    buckets = ctx.cached(
+        session,
+        "timeline",
+        lambda: timeline(session, scope=ctx.scope, interval=ctx.interval, touchpoints=ctx.touchpoints),
+        ctx.interval,
+    )
+    emotions = ctx.cached(
+        session, "emotions", lambda: emotion_mix(session, scope=ctx.scope, touchpoints=ctx.touchpoints)
+    )
+    report, spikes = trending_now(session, ctx)
     labels = public_topic_labels(
         session,
         topic_ids=[t for s in spikes for t, _ in s.topics[:3]] + [p.topic_id for p in report.pain_points],
@@ -178,7 +185,6 @@ def overview(request: Request, session: SessionDep, ctx: PageDep) -> HTMLRespons
         labels=labels,
         trend_test=TREND_TEST,
         trend_window=timedelta(weeks=TREND_TEST["window"]),
-        report=report,
         sources=sources,
         volume=volume_chart(buckets, ctx),
         ratings=ratings_chart(buckets),
