@@ -118,6 +118,7 @@ def pain_point_report(
     scope: Scope,
     touchpoints: Collection[str] | None = None,
     topic_ids: Sequence[int] = (),
+    shown_topic_ids: Collection[int] = (),
     interval: Interval = "week",
     window: int = 1,
     baseline: int = 6,
@@ -125,7 +126,11 @@ def pain_point_report(
     quotes: int = 3,
     now: datetime | None = None,
 ) -> PainPointReport:
-    """The pain points in scope, by impact (negative sentences times their mean negativity)."""
+    """The pain points in scope, by impact (negative sentences times their mean negativity).
+
+    ``topic_ids`` narrows what is tested; ``shown_topic_ids`` keeps every pain point in the trend test (so its
+    figures agree with the full list) but describes and returns only those topics' pain points.
+    """
     until = scope.until or now or datetime.now(UTC)
     step = STEP[interval]
     trend_start = until - step * (baseline + window)
@@ -187,6 +192,8 @@ def pain_point_report(
         point.average_sentiment = sums[key][0] / point.sentences if point.sentences else None
         point.impact = round(-sums[key][1], 4)
     ranked = sorted(candidates.values(), key=lambda p: (-p.impact, -p.negative, p.topic_id, p.touchpoint))
+    if shown_topic_ids:
+        ranked = [p for p in ranked if p.topic_id in shown_topic_ids]
     selected = ranked[:limit]
     _describe(session, selected, scope=scope, since=since, until=until, quotes=quotes)
     return PainPointReport(

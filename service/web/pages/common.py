@@ -68,8 +68,12 @@ class PageContext:
 def page_context(request: Request, session: SessionDep, web: WebSessionDep) -> PageContext:
     """Parse the page's filters (422 page when invalid; 403 page for a location beyond the caller's)."""
     filters = PageFilters.from_query(request.query_params)
-    # The period ends at the next whole minute: new feedback is in it, and repeated views share a cache key.
-    now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    # The period ends at the next quarter hour: feedback written now is in it, and views within the quarter
+    # share their cached aggregates (new data still shows at once: it moves the cache's watermark).
+    clock = datetime.now(UTC)
+    now = clock.replace(minute=clock.minute - clock.minute % 15, second=0, microsecond=0) + timedelta(
+        minutes=15
+    )
     taxonomy = active_taxonomy(session)
     return PageContext(
         web=web,

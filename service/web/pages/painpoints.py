@@ -183,16 +183,21 @@ def pain_point_row(
 
 def pain_point_table(session: Session, *, ctx: PageContext, trending_only: bool) -> PainPointTable:
     """The page's pain points (as ``GET /v1/pain-points?window=2&limit=50`` ranks them), ready to show."""
-    report = pain_point_report(
+    report = ctx.cached(
         session,
-        scope=ctx.scope,
-        touchpoints=ctx.touchpoints,
-        interval=TREND_INTERVAL,
-        window=TREND_WINDOW,
-        baseline=TREND_BASELINE,
-        limit=10_000 if trending_only else PAGE_LIMIT,
-        quotes=0,
-        now=ctx.now,
+        "pain_point_table",
+        lambda: pain_point_report(
+            session,
+            scope=ctx.scope,
+            touchpoints=ctx.touchpoints,
+            interval=TREND_INTERVAL,
+            window=TREND_WINDOW,
+            baseline=TREND_BASELINE,
+            limit=10_000 if trending_only else PAGE_LIMIT,
+            quotes=0,
+            now=ctx.now,
+        ),
+        trending_only,
     )
     points = [p for p in report.pain_points if p.trending or not trending_only][:PAGE_LIMIT]
     caller = ctx.web.caller
@@ -201,13 +206,19 @@ def pain_point_table(session: Session, *, ctx: PageContext, trending_only: bool)
         if caller.locations
         else {}
     )
-    series = pain_point_negatives(
+    keys = [(p.topic_id, p.touchpoint) for p in points]
+    series = ctx.cached(
         session,
-        keys=[(p.topic_id, p.touchpoint) for p in points],
-        scope=ctx.scope,
-        since=report.since,
-        until=report.until,
-        interval=TREND_INTERVAL,
+        "pain_point_series",
+        lambda: pain_point_negatives(
+            session,
+            keys=keys,
+            scope=ctx.scope,
+            since=report.since,
+            until=report.until,
+            interval=TREND_INTERVAL,
+        ),
+        tuple(keys),
     )
     rows = [
         pain_point_row(

@@ -99,13 +99,16 @@ def _topic_report(session: Session, *, ctx: PageContext, topic_id: int) -> PainP
         "baseline": TREND_BASELINE,
         "now": ctx.now,
     }
-    every = pain_point_report(session, limit=10_000, quotes=0, **options)
-    points = [p for p in every.pain_points if p.topic_id == topic_id]
-    quoted = pain_point_report(session, topic_ids=[topic_id], limit=PAGE_LIMIT, quotes=QUOTES, **options)
-    quotes = {p.touchpoint: p.quotes for p in quoted.pain_points}
-    for point in points:
-        point.quotes = quotes.get(point.touchpoint, [])
-    return dataclasses.replace(every, pain_points=points)
+    report = ctx.cached(
+        session,
+        "theme_report",
+        lambda: pain_point_report(
+            session, shown_topic_ids={topic_id}, limit=PAGE_LIMIT, quotes=QUOTES, **options
+        ),
+        topic_id,
+    )
+    # Copies: the cached report is shared by every view of the theme.
+    return dataclasses.replace(report, pain_points=[dataclasses.replace(p) for p in report.pain_points])
 
 
 def theme_basics(session: Session, *, ctx: PageContext, topic_id: str, focus: str | None) -> ThemeBasics:
@@ -357,7 +360,12 @@ def timeline_chart(
 def _location_rows(session: Session, *, ctx: PageContext, topic_id: int) -> list[dict[str, Any]]:
     """Each visible location against all the others (compared over every store, like the API)."""
     everywhere = dataclasses.replace(ctx.scope, locations=())
-    rows = topic_location_comparison(session, topic_id=topic_id, scope=everywhere)
+    rows = ctx.cached(
+        session,
+        "topic_locations",
+        lambda: topic_location_comparison(session, topic_id=topic_id, scope=everywhere),
+        topic_id,
+    )
     return visible_location_rows(rows, allowed=ctx.scope.locations)
 
 
@@ -382,15 +390,26 @@ def theme_response(
     """Render the theme page (also after a triage form posted without HTMX)."""
     basics = theme_basics(session, ctx=ctx, topic_id=topic_id, focus=focus)
     topic_id_int, report = basics.topic.id, basics.report
-    series = pain_point_negatives(
+    keys = [(p.topic_id, p.touchpoint) for p in report.pain_points]
+    series = ctx.cached(
         session,
-        keys=[(p.topic_id, p.touchpoint) for p in report.pain_points],
-        scope=ctx.scope,
-        since=report.since,
-        until=report.until,
-        interval=TREND_INTERVAL,
+        "pain_point_series",
+        lambda: pain_point_negatives(
+            session,
+            keys=keys,
+            scope=ctx.scope,
+            since=report.since,
+            until=report.until,
+            interval=TREND_INTERVAL,
+        ),
+        tuple(keys),
     )
-    timeline = topic_timeline(session, topic_id=topic_id_int, scope=ctx.scope, interval=TREND_INTERVAL)
+    timeline = ctx.cached(
+        session,
+        "topic_timeline",
+        lambda: topic_timeline(session, topic_id=topic_id_int, scope=ctx.scope, interval=TREND_INTERVAL),
+        topic_id_int,
+    )
     rows = _touchpoint_rows(basics, ctx=ctx, series=series)
     filters: PageFilters = dataclasses.replace(
         ctx.filters, extra=(("focus", basics.focus),) if basics.focus else ()
