@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.access import public_topic_labels
 from service.api.deps import SessionDep
-from service.painpoint_series import pain_point_negatives
+from service.painpoint_series import NegativeSeries, pain_point_negatives
 from service.painpoints import Interval, PainPoint, PainPointReport, pain_point_report
 from service.web.exports import export_format, export_response
 from service.web.pages.common import PageContext, PageDep
@@ -181,6 +181,26 @@ def pain_point_row(
     )
 
 
+def weekly_negatives(
+    session: Session, *, ctx: PageContext, report: PainPointReport, points: list[PainPoint]
+) -> NegativeSeries:
+    """The weekly negatives of ``points`` over the report's period, for their sparklines (cached)."""
+    keys = [(p.topic_id, p.touchpoint) for p in points]
+    return ctx.cached(
+        session,
+        "pain_point_series",
+        lambda: pain_point_negatives(
+            session,
+            keys=keys,
+            scope=ctx.scope,
+            since=report.since,
+            until=report.until,
+            interval=TREND_INTERVAL,
+        ),
+        tuple(keys),
+    )
+
+
 def pain_point_table(session: Session, *, ctx: PageContext, trending_only: bool) -> PainPointTable:
     """The page's pain points (as ``GET /v1/pain-points?window=2&limit=50`` ranks them), ready to show."""
     report = ctx.cached(
@@ -206,20 +226,7 @@ def pain_point_table(session: Session, *, ctx: PageContext, trending_only: bool)
         if caller.locations
         else {}
     )
-    keys = [(p.topic_id, p.touchpoint) for p in points]
-    series = ctx.cached(
-        session,
-        "pain_point_series",
-        lambda: pain_point_negatives(
-            session,
-            keys=keys,
-            scope=ctx.scope,
-            since=report.since,
-            until=report.until,
-            interval=TREND_INTERVAL,
-        ),
-        tuple(keys),
-    )
+    series = weekly_negatives(session, ctx=ctx, report=report, points=points)
     rows = [
         pain_point_row(
             p,

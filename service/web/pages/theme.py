@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from service.access import known_locations, public_topic_labels, public_topic_text, visible_location_rows
 from service.api.deps import SessionDep
 from service.db.models import PainPointEvent, Topic
-from service.painpoint_series import NegativeSeries, pain_point_negatives
+from service.painpoint_series import NegativeSeries
 from service.painpoints import STEP, PainPoint, PainPointReport, Quote, pain_point_report
 from service.topics import topic_lineage, topic_location_comparison, topic_timeline
 from service.triage import (
@@ -41,6 +41,7 @@ from service.web.pages.painpoints import (
     PainPointRow,
     explorer_link,
     pain_point_row,
+    weekly_negatives,
 )
 from service.web.templating import SENTIMENT_COLOURS, render
 
@@ -390,20 +391,7 @@ def theme_response(
     """Render the theme page (also after a triage form posted without HTMX)."""
     basics = theme_basics(session, ctx=ctx, topic_id=topic_id, focus=focus)
     topic_id_int, report = basics.topic.id, basics.report
-    keys = [(p.topic_id, p.touchpoint) for p in report.pain_points]
-    series = ctx.cached(
-        session,
-        "pain_point_series",
-        lambda: pain_point_negatives(
-            session,
-            keys=keys,
-            scope=ctx.scope,
-            since=report.since,
-            until=report.until,
-            interval=TREND_INTERVAL,
-        ),
-        tuple(keys),
-    )
+    series = weekly_negatives(session, ctx=ctx, report=report, points=report.pain_points)
     timeline = ctx.cached(
         session,
         "topic_timeline",
