@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from nlp.touchpoints import Taxonomy
@@ -19,6 +20,7 @@ from service.touchpoints import active_taxonomy
 from service.web.auth import WebSession, WebSessionDep
 from service.web.cache import AggregateCache
 from service.web.filters import PageFilters
+from service.web.templating import render
 
 T = TypeVar("T")
 
@@ -87,3 +89,29 @@ def page_context(request: Request, session: SessionDep, web: WebSessionDep) -> P
 
 
 PageDep = Annotated[PageContext, Depends(page_context)]
+
+
+def render_page(
+    request: Request,
+    template: str,
+    *,
+    ctx: PageContext,
+    session: Session,
+    page: str,
+    filters: PageFilters | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render a page of the frame for ``ctx``: its user, filter bar (``filters`` or the context's) and taxonomy."""
+    return render(
+        request,
+        template,
+        web=ctx.web,
+        page=page,
+        session=session,
+        filters=filters or ctx.filters,
+        taxonomy=ctx.taxonomy,
+        ctx=ctx,
+        status_code=status_code,
+        **context,
+    )

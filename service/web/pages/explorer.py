@@ -34,7 +34,7 @@ from service.topics import ItemTopic, topics_of
 from service.touchpoints import touchpoints_of
 from service.web.auth import PageError
 from service.web.exports import export_format, export_response
-from service.web.pages.common import PageContext, PageDep
+from service.web.pages.common import PageContext, PageDep, render_page
 from service.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -238,15 +238,13 @@ def explorer(
     search = Search.from_query(request.query_params)
     items, next_cursor = page_of(session, feedback_filter(ctx, search), limit=PAGE_SIZE, cursor=cursor)
     query = ctx.filters.params() + search.params()
-    return render(
+    return render_page(
         request,
         "pages/explorer.html",
-        web=ctx.web,
-        page="feedback",
-        session=session,
-        filters=dataclasses.replace(ctx.filters, extra=tuple(search.params())),
-        taxonomy=ctx.taxonomy,
         ctx=ctx,
+        session=session,
+        page="feedback",
+        filters=dataclasses.replace(ctx.filters, extra=tuple(search.params())),
         search=search,
         items=item_views(session, ctx, items),
         chips=chips(session, ctx, search),

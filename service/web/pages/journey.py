@@ -19,8 +19,7 @@ from service.analytics import TouchpointMetrics, touchpoint_metrics
 from service.api.deps import SessionDep
 from service.feedback import Scope
 from service.location_matrix import touchpoint_location_matrix
-from service.web.pages.common import PageContext, PageDep
-from service.web.templating import render
+from service.web.pages.common import PageContext, PageDep, render_page
 
 router = APIRouter(include_in_schema=False)
 MIN_SENTENCES = 5
@@ -260,15 +259,12 @@ def journey(request: Request, session: SessionDep, ctx: PageDep) -> HTMLResponse
     metrics = ctx.cached(session, "touchpoint-metrics", lambda: touchpoint_metrics(session, scope=ctx.scope))
     comparisons = location_comparisons(session, ctx)
     matrix = location_matrix(ctx, comparisons)
-    return render(
+    return render_page(
         request,
         "pages/journey.html",
-        web=ctx.web,
-        page="journey",
-        session=session,
-        filters=ctx.filters,
-        taxonomy=ctx.taxonomy,
         ctx=ctx,
+        session=session,
+        page="journey",
         stages=journey_stages(ctx, metrics),
         matrix=matrix,
         heatmap=heatmap_chart(matrix),

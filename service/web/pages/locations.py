@@ -19,7 +19,7 @@ from service.location_matrix import location_negative_shares
 from service.overview import summary
 from service.web.auth import PageError
 from service.web.filters import filter_options
-from service.web.pages.common import PageContext, PageDep
+from service.web.pages.common import PageContext, PageDep, render_page
 from service.web.pages.journey import (
     OTHERS,
     comparison_scope,
@@ -28,7 +28,7 @@ from service.web.pages.journey import (
     location_comparisons,
     shown_rows,
 )
-from service.web.templating import SENTIMENT_COLOURS, render
+from service.web.templating import SENTIMENT_COLOURS
 
 router = APIRouter(include_in_schema=False)
 
@@ -160,15 +160,13 @@ def locations(
             outliers=[r for r in rows if r.comparison and r.comparison["outlier"]],
         )
     filters = dataclasses.replace(ctx.filters, extra=(("store", chosen),) if chosen else ())
-    return render(
+    return render_page(
         request,
         "pages/locations.html",
-        web=ctx.web,
-        page="locations",
-        session=session,
-        filters=filters,
-        taxonomy=ctx.taxonomy,
         ctx=ctx,
+        session=session,
+        page="locations",
+        filters=filters,
         scoped=bool(ctx.web.caller.locations),
         others=OTHERS,
         explorer_link=explorer_link,

@@ -18,8 +18,8 @@ from service.db.models import Source
 from service.overview import SENTIMENTS, Bucket, emotion_mix, summary, timeline
 from service.painpoints import PainPointReport, pain_point_report
 from service.spikes import LocationSpike, location_spikes
-from service.web.pages.common import TREND_TEST, PageContext, PageDep
-from service.web.templating import SENTIMENT_COLOURS, render
+from service.web.pages.common import TREND_TEST, PageContext, PageDep, render_page
+from service.web.templating import SENTIMENT_COLOURS
 
 router = APIRouter(include_in_schema=False)
 TOP_PAIN_POINTS = 6
@@ -170,15 +170,12 @@ def overview(request: Request, session: SessionDep, ctx: PageDep) -> HTMLRespons
         for source in session.scalars(select(Source).order_by(Source.name))
         if is_collector(source) or is_webhook(source)
     ]
-    return render(
+    return render_page(
         request,
         "pages/overview.html",
-        web=ctx.web,
-        page="overview",
-        session=session,
-        filters=ctx.filters,
-        taxonomy=ctx.taxonomy,
         ctx=ctx,
+        session=session,
+        page="overview",
         totals=totals,
         pain_points=pain_points,
         spikes=spikes,

@@ -21,8 +21,7 @@ from service.api.deps import SessionDep
 from service.painpoint_series import NegativeSeries, pain_point_negatives
 from service.painpoints import Interval, PainPoint, PainPointReport, pain_point_report
 from service.web.exports import export_format, export_response
-from service.web.pages.common import PageContext, PageDep
-from service.web.templating import render
+from service.web.pages.common import PageContext, PageDep, render_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -254,15 +253,13 @@ def pain_points_page(
     only = _trending(trending)
     table = pain_point_table(session, ctx=ctx, trending_only=only)
     filters = dataclasses.replace(ctx.filters, extra=(("trending", "1"),) if only else ())
-    return render(
+    return render_page(
         request,
         "pages/painpoints.html",
-        web=ctx.web,
-        page="pain-points",
-        session=session,
-        filters=filters,
-        taxonomy=ctx.taxonomy,
         ctx=ctx,
+        session=session,
+        page="pain-points",
+        filters=filters,
         table=table,
         page_query=ctx.filters.query(trending="1" if only else None),
         explorer_link=explorer_link,

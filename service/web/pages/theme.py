@@ -32,7 +32,7 @@ from service.triage import (
 from service.web.auth import PageError, PostSessionDep
 from service.web.exports import export_format, export_response
 from service.web.filters import PageFilters
-from service.web.pages.common import PageContext, PageDep
+from service.web.pages.common import PageContext, PageDep, render_page
 from service.web.pages.painpoints import (
     PAGE_LIMIT,
     TREND_BASELINE,
@@ -407,15 +407,13 @@ def theme_response(
         if basics.focus
         else None
     )
-    return render(
+    return render_page(
         request,
         "pages/theme.html",
-        web=ctx.web,
-        page="pain-points",
-        session=session,
-        filters=filters,
-        taxonomy=ctx.taxonomy,
         ctx=ctx,
+        session=session,
+        page="pain-points",
+        filters=filters,
         basics=basics,
         report=report,
         touchpoint_rows=rows,
