@@ -70,7 +70,8 @@ class Clusterer(Protocol):
     def fit_predict(self, points: FloatArray) -> IntArray: ...
 
 
-stages = Registry[Any]()
+# nlp.topics_bertopic registers the engines (topics.engine.*.v1): the hand-written stages and BERTopic.
+stages = Registry[Any](builtin_modules=("nlp.topics_bertopic",))
 
 
 @stages.register("topics.align.language_centering.v1")
@@ -278,6 +279,7 @@ def create_stage(spec: Mapping[str, Any]) -> Any:
 
 _WORD = re.compile(r"[^\W\d_](?:[\w\u200c\u200d'’-]*[^\W_])?", re.UNICODE)
 _THAI = re.compile(r"[\u0e00-\u0e7f]")
+_SEPARATOR = re.compile(r"[^\s'’\u200c\u200d-]")
 # pythainlp's list also drops content words (ส่ง "send", ช้า "slow"); topics need only the function words.
 _THAI_STOP_WORDS = frozenset(
     [
@@ -379,19 +381,41 @@ class MultilingualTokenizer:
         self._lock = threading.Lock()
 
     def __call__(self, text: str, language: str | None) -> list[str]:
+        return [word for run in self.runs(text, language) for word in run]
+
+    def runs(self, text: str, language: str | None) -> list[list[str]]:
+        """The content words of a sentence in runs: a stop word, number or punctuation ends a run."""
         from nlp.text.normalise import normalise_text
 
         text = normalise_text(text)[0].lower()
         stop = self.stop_words(language)
-        words = self._thai_words(text) if _THAI.search(text) else _WORD.findall(text)
-        result = []
-        for raw in words:
+        runs: list[list[str]] = [[]]
+        for raw in self._pieces(text):
             word = raw.strip("'’-\u200c")
             if language == "ar" and word.startswith("ال") and len(word) > 4:
                 word = word[2:]  # the definite article: التوصيل and توصيل are one word for a topic
-            if len(word) > 1 and word not in stop and not word.isdigit():
-                result.append(word)
-        return result
+            if raw and len(word) > 1 and word not in stop and not word.isdigit():
+                runs[-1].append(word)
+            elif runs[-1]:
+                runs.append([])
+        return [run for run in runs if run]
+
+    def _pieces(self, text: str) -> list[str]:
+        """Words in order, with an empty string wherever punctuation or a number separates two words."""
+        pieces: list[str] = []
+        for chunk in re.split(r"([\u0e00-\u0e7f]+)", text):
+            if _THAI.search(chunk):
+                pieces.extend(w for w in self._thai_tokenizer()(chunk) if _THAI.search(w))
+                continue
+            position = 0
+            for match in _WORD.finditer(chunk):
+                if _SEPARATOR.search(chunk[position : match.start()]):
+                    pieces.append("")
+                pieces.append(match.group())
+                position = match.end()
+            if (chunk and not chunk.strip()) or _SEPARATOR.search(chunk[position:]):
+                pieces.append("")  # Thai writes a space where other languages put a comma
+        return pieces
 
     def stop_words(self, language: str | None) -> frozenset[str]:
         """Stop words for a language (every known list when the language is unknown)."""
@@ -405,21 +429,22 @@ class MultilingualTokenizer:
                 self._stop_words[key] = frozenset(words)
             return self._stop_words[key]
 
-    def _thai_words(self, text: str) -> list[str]:
+    def _thai_tokenizer(self) -> Callable[[str], list[str]]:
         if self._thai is None:
             from pythainlp.tokenize import word_tokenize
 
             self._thai = lambda t: word_tokenize(t, engine="newmm", keep_whitespace=False)
-        words: list[str] = []
-        for chunk in re.split(r"([\u0e00-\u0e7f]+)", text):
-            if _THAI.search(chunk):
-                words.extend(w for w in self._thai(chunk) if _THAI.search(w))
-            else:
-                words.extend(_WORD.findall(chunk))
-        return words
+        return self._thai
 
 
 def _load_stop_words(language: str) -> set[str]:
+    from nlp.text.normalise import LETTER_MAP
+
+    # Text is compared after normalisation (Arabic ي and ك become ی and ک), so the lists must be too.
+    return {word.translate(LETTER_MAP) for word in _raw_stop_words(language)}
+
+
+def _raw_stop_words(language: str) -> set[str]:
     words = set(_EXTRA_STOP_WORDS.get(language, set()))
     if language == "th":
         return words | _THAI_STOP_WORDS
@@ -489,6 +514,8 @@ class TopicConfig:
         }
     )
     represent: Mapping[str, Any] = field(default_factory=lambda: {"name": "topics.represent.ctfidf.v1"})
+    # Who runs the steps: these hand-written stages, or topics.engine.bertopic.v1 (nlp/topics_bertopic.py).
+    engine: Mapping[str, Any] = field(default_factory=lambda: {"name": "topics.engine.cxmine.v1"})
     merge_similarity: float = 0.9
     cross_language_similarity: float = 0.25
     cross_language_overlap: float = 0.2
@@ -503,6 +530,7 @@ class TopicConfig:
             "reduce": dict(self.reduce),
             "cluster": dict(self.cluster),
             "represent": dict(self.represent),
+            "engine": dict(self.engine),
             "merge_similarity": self.merge_similarity,
             "cross_language_similarity": self.cross_language_similarity,
             "cross_language_overlap": self.cross_language_overlap,
@@ -516,12 +544,12 @@ class TopicConfig:
         """A config from plain JSON; unknown stage names fail listing the known ones."""
         known = {"align", "reduce", "cluster", "represent", "merge_similarity", "assign_deviations"}
         known |= {"cross_language_similarity", "cross_language_overlap"}
-        known |= {"max_fit_sentences", "seed"}
+        known |= {"max_fit_sentences", "seed", "engine"}
         unknown = set(document) - known
         if unknown:
             raise ValueError(f"unknown topic settings {sorted(unknown)}; known: {sorted(known)}")
         config = cls(**{**cls().to_document(), **document})
-        for step in ("align", "reduce", "cluster", "represent"):
+        for step in ("align", "reduce", "cluster", "represent", "engine"):
             spec = getattr(config, step)
             if not isinstance(spec, Mapping) or "name" not in spec:
                 raise ValueError(f"topic setting {step!r} needs a stage name")
@@ -661,6 +689,12 @@ def fit_topics(
 ) -> TopicFit:
     """Fit topics on sentence embeddings (one row per text) and assign every sentence."""
     config = config or TopicConfig()
+    if config.engine["name"] != "topics.engine.cxmine.v1":
+        engine = create_stage(config.engine)
+        fit: TopicFit = engine.fit(
+            embeddings, texts, languages, config=config, tokenizer=tokenizer, on_stage=on_stage
+        )
+        return fit
     report = on_stage or (lambda _stage: None)
     n = embeddings.shape[0]
     embeddings = unit_rows(np.asarray(embeddings, dtype=np.float32))

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nlp.representation import MAX_NAME_WORDS
 from service.db.models import FeedbackItem, Topic
 from service.feedback import FeedbackFilter, Scope
 
@@ -86,13 +87,16 @@ def public_topic_text(
     allowed: Sequence[str],
 ) -> tuple[str, list[str], str | None]:
     """A topic's label, keywords and representative sentence as the caller may see them."""
-    # The label and representative are customer sentences that may come from any store: a scoped
-    # caller gets a label of the top keywords instead, keywords naming no location, no representative.
+    # The representative is a customer sentence that may come from any store: a scoped caller never sees
+    # it, nor a label that is one (an old refit's). Names and keywords are built without place names; any that still names a location (an old
+    # refit's sentence label, an admin's name) gives way to the keywords naming no location.
     if not allowed:
         return label, keywords, representative
     names = {name.casefold().strip() for name in known_locations if name}
     tokens = set().union(*(_tokens(name) for name in names)) if names else set()
     kept = [k for k in keywords if not _names_a_location(k, names=names, tokens=tokens)]
+    if len(label.split()) <= MAX_NAME_WORDS and not _names_a_location(label, names=names, tokens=tokens):
+        return label, kept, None
     return ", ".join(kept[:LABEL_KEYWORDS]), kept, None
 
 

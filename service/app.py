@@ -18,11 +18,13 @@ from service.api.routes import (
     admin,
     alerts,
     analytics,
+    drivers,
     feedback,
     health,
     score,
     sources,
     taxonomy,
+    topic_names,
     topics,
     triage,
 )
@@ -110,7 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(score.router)
     app.include_router(taxonomy.router)
     app.include_router(analytics.router)
+    app.include_router(drivers.router)
     app.include_router(topics.router)
+    app.include_router(topic_names.router)
     app.include_router(triage.router)
     app.include_router(alerts.router)
     install_dashboard(app)

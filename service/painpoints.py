@@ -9,6 +9,7 @@ shrunk one-sided Poisson test of ``service.trending`` (Bonferroni over the pain 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Select, and_, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
+from nlp.representation import QuoteCandidate, distinct_quotes
 from service.db.models import (
     FeedbackEmotion,
     FeedbackItem,
@@ -31,6 +33,8 @@ from service.feedback import Scope
 from service.trending import assess_trend
 
 Interval = Literal["hour", "day", "week"]
+QUOTE_POOL = 6
+"""Quotes are picked from this many times as many candidates, so that duplicates can be passed over."""
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 Key = tuple[int, str]
 SelectT = TypeVar("SelectT", bound="Select[*tuple[Any, ...]]")
@@ -341,6 +345,7 @@ def _describe(
             .where(*selected)
             .subquery()
         )
+        pools: dict[tuple[int, str], list[Quote]] = defaultdict(list)
         for row in session.execute(
             select(
                 ranked.c.topic_id,
@@ -359,10 +364,10 @@ def _describe(
             .join(FeedbackSentence, FeedbackSentence.id == ranked.c.sentence_id)
             .join(FeedbackItem, FeedbackItem.id == FeedbackSentence.item_id)
             .join(Source, Source.id == FeedbackItem.source_id)
-            .where(ranked.c.rank <= quotes)
+            .where(ranked.c.rank <= quotes * QUOTE_POOL)
             .order_by(ranked.c.topic_id, ranked.c.touchpoint, ranked.c.rank)
         ):
-            by_key[(row.topic_id, row.touchpoint)].quotes.append(
+            pools[(row.topic_id, row.touchpoint)].append(
                 Quote(
                     item_id=row.item_id,
                     sentence_id=row.id,
@@ -374,11 +379,22 @@ def _describe(
                     language=row.language,
                 )
             )
+        for key, pool in pools.items():
+            by_key[key].quotes = pick_quotes(pool, quotes)
     for point in pain_points:
         point.emotions = dict(sorted(point.emotions.items(), key=lambda kv: (-kv[1], kv[0])))
         point.locations = dict(sorted(point.locations.items(), key=lambda kv: (-kv[1], kv[0])))
         point.sources = dict(sorted(point.sources.items(), key=lambda kv: (-kv[1], kv[0])))
         point.languages = dict(sorted(point.languages.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def pick_quotes(pool: Sequence[Quote], count: int) -> list[Quote]:
+    """The ``count`` quotes to show from a pool, most representative first: distinct, from several stores."""
+    candidates = [
+        QuoteCandidate(text=q.text, score=q.similarity, location=q.location, language=q.language)
+        for q in pool
+    ]
+    return [pool[i] for i in distinct_quotes(candidates, count)]
 
 
 def _aware(value: Any) -> datetime | None:

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from nlp.representation import TopicText
 from nlp.topics import (
     OUTLIER,
     TopicConfig,
@@ -23,7 +24,6 @@ from nlp.topics import (
     TopicSnapshot,
     TopicSpace,
     fit_topics,
-    label_from,
     match_topics,
 )
 from service.analytics import Interval, bucket_start, compare_locations
@@ -41,6 +41,7 @@ from service.db.models import (
 )
 from service.feedback import Scope
 from service.scoring import from_float16_bytes, to_float16_bytes
+from service.topic_text import assign_names, current_names, describe_fit, main_touchpoint_names
 
 logger = logging.getLogger("cxmine.topics")
 
@@ -237,9 +238,26 @@ def refit_topics(
             config=config,
             on_stage=lambda stage: report(stage, 0, 0),
         )
+        report("describe", 0, 0)
+        with session_factory() as session:
+            described = describe_fit(
+                session,
+                fit=fit,
+                texts=table.texts,
+                languages=table.languages,
+                locations=table.locations,
+                negative=table.negative,
+            )
+            fallback = main_touchpoint_names(
+                session, labels=fit.labels, touchpoints=table.touchpoints, topics=len(fit.topics)
+            )
+        for topic, text in zip(fit.topics, described, strict=True):
+            topic.keywords = text.keywords
+            topic.representatives = text.representatives or topic.representatives
         report("match", 0, 0)
         with session_factory() as session:
             previous = _previous_snapshots(session)
+            names = current_names(session)
         current = [
             TopicSnapshot(
                 key=topic.index,
@@ -250,6 +268,7 @@ def refit_topics(
             for topic in fit.topics
         ]
         matching = match_topics(previous, current)
+        assign_names(described, kept=matching.kept, current=names, fallback=fallback)
         report("write", 0, len(table))
         events = _write_refit(
             session_factory,
@@ -258,6 +277,7 @@ def refit_topics(
             fit=fit,
             kept=matching.kept,
             lineage=matching.events,
+            described=described,
             embedding_model=None,
             on_progress=report,
         )
@@ -313,22 +333,30 @@ def _write_refit(
     fit: TopicFit,
     kept: dict[int, int],
     lineage: Sequence[Any],
+    described: Sequence[TopicText],
     embedding_model: str | None,
     on_progress: StageCallback,
 ) -> dict[str, int]:
     """Store the refit in one transaction: topics, lineage, every sentence's topic, the model's state."""
     now = utcnow()
     with session_factory() as session, session.begin():
+        # An admin may have renamed a topic while the refit ran: that name wins.
+        renamed: dict[int, str] = {
+            topic_id: label
+            for topic_id, label in session.execute(
+                select(Topic.id, Topic.label).where(Topic.label_source == "admin")
+            )
+        }
         ids: dict[int, int] = {}
         for topic in fit.topics:
             representative = topic.representatives[0] if topic.representatives else None
+            text = described[topic.index]
             values = {
                 "status": "active",
-                "label": label_from(
-                    topic.keywords, table.texts[representative] if representative is not None else None
-                ),
+                "label": renamed.get(kept.get(topic.index, -1), text.name),
                 "keywords": [word for word, _ in topic.keywords],
                 "keyword_weights": dict(topic.keywords),
+                "keywords_by_language": text.keywords_by_language,
                 "representative": table.texts[representative] if representative is not None else None,
                 "representative_sentence_id": table.ids[representative]
                 if representative is not None

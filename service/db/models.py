@@ -335,7 +335,14 @@ class Topic(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(10), default="active")
     label: Mapped[str] = mapped_column(String(300))
+    label_source: Mapped[str] = mapped_column(String(10), default="generated", server_default="generated")
+    """``generated`` by each refit, or ``admin`` once renamed (a refit then keeps it)."""
+    renamed_by: Mapped[str | None] = mapped_column(String(200))
+    renamed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     keywords: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
+    keywords_by_language: Mapped[dict[str, list[str]]] = mapped_column(
+        PortableJSON, default=dict, server_default="{}"
+    )
     keyword_weights: Mapped[dict[str, float]] = mapped_column(PortableJSON, default=dict)
     representative: Mapped[str | None] = mapped_column(Text)
     representative_sentence_id: Mapped[int | None] = mapped_column(BigId)

@@ -276,6 +276,9 @@ def get_feedback(
     near_duplicate: Annotated[
         bool | None, Query(description="Only copies of an earlier item from another source (true), or none.")
     ] = None,
+    rating_scale: Annotated[
+        list[RatingScale] | None, Query(description="Only items rated on this scale; repeat for several.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> FeedbackPage:
@@ -305,6 +308,7 @@ def get_feedback(
         pain_point=(int(pain_point.split(":")[0]), pain_point.split(":")[1]) if pain_point else None,
         import_id=import_id,
         near_duplicate=near_duplicate,
+        rating_scales=tuple(scale.value for scale in rating_scale or ()),
     )
     filters = caller_filter(caller, filters)
     try:
