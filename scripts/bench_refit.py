@@ -16,11 +16,13 @@
     .venv/bin/python scripts/bench_refit.py --items 5000
     nice -n 10 .venv/bin/python scripts/bench_refit.py               # 100,000 items, var/bench/refit-100000.db
     nice -n 10 .venv/bin/python scripts/bench_refit.py --reuse       # refits only, on the database built before
+    nice -n 10 .venv/bin/python scripts/bench_refit.py --reuse --engine topics.engine.bertopic.v1  # BERTopic
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -307,19 +309,24 @@ class StageTracker:
                     self.stages[-1]["rss_max"] = max(self.stages[-1]["rss_max"], rss)
 
 
-def child_refit(url: str) -> None:
+def child_refit(url: str, topic_engine: dict[str, Any] | None = None) -> None:
     """One refit in this (fresh) process; prints its figures as one JSON line."""
     began = time.perf_counter()
     import sklearn.cluster  # noqa: F401
     import umap  # noqa: F401
 
+    from nlp.topics import TopicConfig
     from service.topics import refit_topics
+
+    config = TopicConfig(engine=topic_engine) if topic_engine else TopicConfig()
+    if topic_engine and topic_engine["name"] == "topics.engine.bertopic.v1":
+        importlib.import_module("bertopic")  # counted with the imports: it brings torch and transformers
 
     imports_s = time.perf_counter() - began
     engine = make_engine(url)
     factory = make_session_factory(engine)
     tracker = StageTracker()
-    report = refit_topics(factory, on_progress=tracker.on_progress)
+    report = refit_topics(factory, config=config, on_progress=tracker.on_progress)
     wall = tracker.finish()
     engine.dispose()
     result = {
@@ -448,7 +455,16 @@ def libraries() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     found = []
-    for name in ("numpy", "scikit-learn", "umap-learn", "numba", "SQLAlchemy", "onnxruntime"):
+    for name in (
+        "numpy",
+        "scikit-learn",
+        "umap-learn",
+        "numba",
+        "SQLAlchemy",
+        "onnxruntime",
+        "bertopic",
+        "torch",
+    ):
         try:
             found.append(f"{name} {version(name)}")
         except PackageNotFoundError:
@@ -556,13 +572,20 @@ def main() -> None:
     parser.add_argument("--no-umap-probe", action="store_true", help="skip the UMAP JIT probe")
     parser.add_argument("--child-build", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-refit", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--engine",
+        default="topics.engine.cxmine.v1",
+        help="TopicConfig.engine: a name, or a JSON object such as "
+        '\'{"name": "topics.engine.bertopic.v1", "merge": "none"}\' (BERTopic needs the topics extra)',
+    )
     parser.add_argument("--child-umap-probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.chdir(REPO)
     path = (args.db or Path(f"var/bench/refit-{args.items}.db")).resolve()
+    engine = json.loads(args.engine) if args.engine.startswith("{") else {"name": args.engine}
     if args.child_refit:
-        child_refit(args.child_refit)
+        child_refit(args.child_refit, engine)
         return
     if args.child_umap_probe:
         umap_probe()
@@ -573,7 +596,8 @@ def main() -> None:
         return
 
     print(
-        f"machine: {machine()}\nlibraries: {libraries()}\ncode: {code_version()}\ndatabase: {path}\n",
+        f"machine: {machine()}\nlibraries: {libraries()}\ncode: {code_version()}\ndatabase: {path}\n"
+        f"engine: {json.dumps(engine)}\n",
         flush=True,
     )
     options = ["--db", str(path), "--items", str(args.items), "--seed", str(args.seed)]
@@ -586,7 +610,7 @@ def main() -> None:
     refits = []
     for n in range(1, args.refits + 1):
         print(f"refit {n} ...", flush=True)
-        refits.append(in_child("--child-refit", work_url))
+        refits.append(in_child("--child-refit", work_url, "--engine", json.dumps(engine)))
         print(
             f"refit {n}: {refits[-1]['seconds']:.1f} s, peak {refits[-1]['hwm_mib']:,.0f} MiB, "
             f"{refits[-1]['topics']} topics",

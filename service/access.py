@@ -100,6 +100,21 @@ def public_topic_text(
     return ", ".join(kept[:LABEL_KEYWORDS]), kept, None
 
 
+def public_keywords_by_language(
+    keywords: dict[str, list[str]], *, known_locations: Collection[str], allowed: Sequence[str]
+) -> dict[str, list[str]]:
+    """A topic's keywords per language as the caller may see them: a scoped caller, none naming a location."""
+    if not allowed:
+        return {language: list(words) for language, words in keywords.items()}
+    names = {name.casefold().strip() for name in known_locations if name}
+    tokens = set().union(*(_tokens(name) for name in names)) if names else set()
+    kept = {
+        language: [w for w in words if not _names_a_location(w, names=names, tokens=tokens)]
+        for language, words in keywords.items()
+    }
+    return {language: words for language, words in kept.items() if words}
+
+
 def known_locations(session: Session) -> set[str]:
     """Every location stored feedback names."""
     return set(

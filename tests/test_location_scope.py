@@ -363,7 +363,9 @@ def test_pain_points_come_from_the_key_s_stores(
 
     (everyone,) = _get(client, "/v1/pain-points", auth(Role.ANALYST))["pain_points"]
     assert set(everyone["locations"]) == {RIYADH, DUBAI, JEDDAH} and everyone["label"] == TOPIC_LABEL
-    assert {q["location"] for q in everyone["quotes"]} == {DUBAI}  # the most typical, unscoped
+    # unscoped: the most typical first, then spread over the other stores
+    assert everyone["quotes"][0]["location"] == DUBAI
+    assert len({q["location"] for q in everyone["quotes"]}) == len(everyone["quotes"])
 
 
 def test_topics_show_keywords_not_other_stores_sentences(

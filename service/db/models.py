@@ -194,6 +194,8 @@ class FeedbackItem(Base):
         Index("ix_feedback_items_content_hash", "content_hash"),
         Index("ix_feedback_items_import_id", "import_id"),
         Index("ix_feedback_items_sentiment_created", "sentiment_label", "created_at"),
+        # Key drivers read the rated items of one scale in a period: the index holds the rating too.
+        Index("ix_feedback_items_rating_created", "rating_scale", "created_at", "rating_value"),
         Index("ix_feedback_items_score_model_id", "score_model", "id"),
         Index("ix_feedback_items_touchpoint_taxonomy_id", "touchpoint_taxonomy", "id"),
         Index("ix_feedback_items_topic_model_id", "topic_model_id", "id"),

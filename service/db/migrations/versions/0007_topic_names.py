@@ -1,4 +1,5 @@
-"""Readable themes: who named a topic (generated or an admin), when, and its keywords per language.
+"""Readable themes: who named a topic (generated or an admin), when, and its keywords per language;
+an index for key drivers (rated items of one scale in a period).
 
 Revision ID: 0007
 Revises: 0006
@@ -27,9 +28,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("renamed_by", sa.String(200), nullable=True))
         batch.add_column(sa.Column("renamed_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("keywords_by_language", JSON, nullable=False, server_default="{}"))
+    op.create_index(
+        "ix_feedback_items_rating_created", "feedback_items", ["rating_scale", "created_at", "rating_value"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_feedback_items_rating_created", table_name="feedback_items")
     with op.batch_alter_table("topics") as batch:
         batch.drop_column("keywords_by_language")
         batch.drop_column("renamed_at")
