@@ -12,11 +12,21 @@ from fastapi.staticfiles import StaticFiles
 from service.web import events, signin
 from service.web.auth import PageError, SignInRequiredError
 from service.web.cache import AggregateCache
-from service.web.pages import alerts, explorer, journey, locations, overview, painpoints, sources, theme
+from service.web.pages import (
+    alerts,
+    drivers,
+    explorer,
+    journey,
+    locations,
+    overview,
+    painpoints,
+    sources,
+    theme,
+)
 from service.web.templating import render
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-PAGE_ROUTERS = (overview, painpoints, theme, journey, locations, explorer, alerts, sources)
+PAGE_ROUTERS = (overview, painpoints, drivers, theme, journey, locations, explorer, alerts, sources)
 
 
 def install_dashboard(app: FastAPI) -> None:

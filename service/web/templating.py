@@ -38,6 +38,7 @@ class NavItem:
 NAV = (
     NavItem("overview", "/", "Overview"),
     NavItem("pain-points", "/pain-points", "Pain points"),
+    NavItem("drivers", "/drivers", "Drivers"),
     NavItem("journey", "/journey", "Touchpoints & journey"),
     NavItem("locations", "/locations", "Locations"),
     NavItem("feedback", "/feedback", "Feedback"),

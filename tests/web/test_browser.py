@@ -242,7 +242,15 @@ def _scoped_pages(page: Page, live: LiveServer, demo_keys: DemoKeys) -> list[str
     """Every page a store manager can open: each nav page, the spike's theme and one of its stores' items."""
     theme = delivery_theme_path(page)
     item = item_of_store(live, demo_keys.admin, SPIKE_STORE, language="ar")
-    pages = ["/", "/pain-points", "/pain-points?trending=1", "/journey", "/locations", "/feedback"]
+    pages = [
+        "/",
+        "/pain-points",
+        "/pain-points?trending=1",
+        "/drivers",
+        "/journey",
+        "/locations",
+        "/feedback",
+    ]
     pages += [f"/locations?store={quote(store)}" for store in SCOPED_LOCATIONS]
     return [*pages, theme, f"/feedback/{item['id']}", "/feedback?language=ar"]
 
@@ -436,6 +444,7 @@ def _pages_to_shoot(page: Page, live: LiveServer, demo_keys: DemoKeys) -> dict[s
     return {
         "overview": "/",
         "pain-points": "/pain-points",
+        "drivers": "/drivers",
         "theme": theme,
         "journey": "/journey",
         "locations": f"/locations?store={quote(SPIKE_STORE)}",

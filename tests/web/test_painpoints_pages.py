@@ -406,3 +406,109 @@ def test_weekly_negatives_service_matches_the_report(web: TestClient, demo_keys:
         assert sum(series.of((point.topic_id, point.touchpoint))) == point.negative
     assert series.of((999999, DELIVERY)) == [0] * len(series.starts)
     assert date.today() >= series.starts[-1].date()
+
+
+def _active_topics(client: TestClient, key: str) -> list[dict[str, Any]]:
+    topics: list[dict[str, Any]] = _api(client, key, "/v1/topics")["topics"]
+    active = [t for t in topics if t["status"] == "active"]
+    assert len(active) >= 2, "the demo refit has themes"
+    return active
+
+
+def _rename(client: TestClient, topic: int, token: str | None, *, htmx: bool = True, **fields: str) -> Any:
+    headers = {"HX-Request": "true"} if htmx else {}
+    if token and htmx:
+        headers["X-CSRF-Token"] = token
+    elif token:
+        fields = {**fields, "csrf_token": token}
+    return client.post(f"/themes/{topic}/name", data=fields, headers=headers)
+
+
+def _shown_name(html: str) -> str:
+    found = re.search(r"<h1 data-topic=\"\d+\" data-theme-name dir=\"auto\">([^<]*)</h1>", html)
+    assert found, "the theme page shows its name"
+    return found.group(1).replace("&#39;", "'").replace("&amp;", "&")
+
+
+def test_theme_page_names_the_theme_and_its_keywords_per_language(
+    web: TestClient, demo_keys: DemoKeys
+) -> None:
+    sign_in(web, demo_keys.analyst)
+    topic = max(_active_topics(web, demo_keys.analyst), key=lambda t: len(t["keywords_by_language"]))
+    assert topic["keywords_by_language"], "a demo theme has keywords in some language"
+    page = web.get(f"/themes/{topic['id']}")
+    assert page.status_code == 200
+    assert _shown_name(page.text) == topic["label"]
+    assert "Named by the refit" in page.text
+    for language, words in topic["keywords_by_language"].items():
+        block = page.text.split(f'data-keywords-language="{language}"')[1].split("</div>")[0]
+        assert f'lang="{language}"' in block
+        for word in words[:8]:
+            assert f'<li dir="auto">{word}</li>' in block.replace("&#39;", "'"), (language, word)
+
+
+def test_admin_renames_a_theme_and_the_name_stays(web: TestClient, demo_keys: DemoKeys) -> None:
+    token = sign_in(web, demo_keys.admin)
+    first, second = _active_topics(web, demo_keys.admin)[:2]
+    name = "Rude staff at the returns desk"
+    page = web.get(f"/themes/{first['id']}")
+    assert f'action="/themes/{first["id"]}/name"' in page.text, "an admin gets the rename form"
+    renamed = _rename(web, first["id"], token, name=f"  {name} ")
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.text.lstrip().startswith('<div id="theme-name"'), "HTMX gets the title back"
+    assert _shown_name(renamed.text) == name
+    assert (
+        'data-label-source="admin"' in renamed.text and "Renamed by <strong>CX lead</strong>" in renamed.text
+    )
+    # It survives a reload, shows in the API, and on the pain points list at once.
+    reloaded = web.get(f"/themes/{first['id']}")
+    assert _shown_name(reloaded.text) == name
+    assert "Renamed by <strong>CX lead</strong>" in reloaded.text
+    assert f"<title>{name} · cxmine</title>" in reloaded.text
+    topic = _api(web, demo_keys.admin, f"/v1/topics/{first['id']}")
+    assert (topic["label"], topic["label_source"]) == (name, "admin")
+    listed = parse(web.get("/pain-points").text)
+    if any(int(r["data-topic"]) == first["id"] for r in listed.rows):
+        assert f">{name}</a>" in web.get("/pain-points").text
+
+    # Another theme cannot take the name (any case): 409 and the error shown in place.
+    clash = _rename(web, second["id"], token, name=name.upper())
+    assert clash.status_code == 409
+    assert 'data-rename-error="409"' in clash.text and "already called" in clash.text
+    assert _shown_name(clash.text) == second["label"]
+    plain_clash = _rename(web, second["id"], token, htmx=False, name=name)
+    assert plain_clash.status_code == 409
+    assert 'data-rename-error="409"' in plain_clash.text and "<nav" in plain_clash.text, "the whole page"
+    assert _api(web, demo_keys.admin, f"/v1/topics/{second['id']}")["label"] == second["label"]
+    # A blank or too long name is refused with 422.
+    blank = _rename(web, second["id"], token, name="   ")
+    assert blank.status_code == 422 and 'data-rename-error="422"' in blank.text
+    assert _rename(web, second["id"], token, name="x" * 81).status_code == 422
+
+    # A plain form comes back to the page; the reset gives naming back to the refit.
+    plain = _rename(web, second["id"], token, htmx=False, name="Slow refunds")
+    assert plain.status_code == 303
+    assert plain.headers["location"] == f"/themes/{second['id']}"
+    assert _shown_name(web.get(f"/themes/{second['id']}").text) == "Slow refunds"
+    reset = _rename(web, first["id"], token, action="reset")
+    assert reset.status_code == 200
+    assert 'data-label-source="generated"' in reset.text and "gave naming back" in reset.text
+    assert _api(web, demo_keys.admin, f"/v1/topics/{first['id']}")["label_source"] == "generated"
+
+
+def test_analyst_cannot_rename_and_csrf_is_required(web: TestClient, demo_keys: DemoKeys) -> None:
+    token = sign_in(web, demo_keys.analyst)
+    topic = _active_topics(web, demo_keys.analyst)[0]
+    page = web.get(f"/themes/{topic['id']}")
+    assert page.status_code == 200
+    assert f'action="/themes/{topic["id"]}/name"' not in page.text
+    assert "theme-rename" not in page.text
+    assert _rename(web, topic["id"], token, name="Mine now").status_code == 403
+    assert _rename(web, topic["id"], token, htmx=False, name="Mine now").status_code == 403
+
+    admin = TestClient(web.app, follow_redirects=False)
+    sign_in(admin, demo_keys.admin)
+    assert _rename(admin, topic["id"], None, name="No token").status_code == 403
+    assert _rename(admin, topic["id"], "forged", name="No token").status_code == 403
+    assert admin.post(f"/themes/{topic['id']}/name", data={"name": "No token"}).status_code == 403
+    assert _api(web, demo_keys.admin, f"/v1/topics/{topic['id']}")["label"] == topic["label"]

@@ -1,4 +1,5 @@
-"""Pain points: the ranked list with trend test, share, emotions, places, triage and a weekly sparkline.
+"""Pain points: the ranked list with trend test, share, emotions, places, triage, a weekly sparkline and
+each theme's NPS impact (its key-driver figure, ``service.drivers``).
 
 The page and its CSV/XLSX export are built from the same rows (``pain_point_table``), so a download
 holds exactly the page's numbers, scoped like the page.
@@ -18,10 +19,12 @@ from sqlalchemy.orm import Session
 
 from service.access import public_topic_labels
 from service.api.deps import SessionDep
+from service.drivers import Driver, key_drivers
 from service.painpoint_series import NegativeSeries, pain_point_negatives
 from service.painpoints import Interval, PainPoint, PainPointReport, pain_point_report
 from service.web.exports import export_format, export_response
 from service.web.pages.common import PageContext, PageDep, render_page
+from service.web.pages.drivers import rated_link
 
 router = APIRouter(include_in_schema=False)
 
@@ -51,6 +54,7 @@ EXPORT_COLUMNS = (
     "Status",
     "Owner",
     "Negatives per week",
+    "NPS points lost",
 )
 
 
@@ -109,6 +113,8 @@ class PainPointRow:
     status: str
     owner: str | None
     weekly: list[int]
+    nps_impact: float | None = None
+    nps_responses: int | None = None
 
     @property
     def key(self) -> str:
@@ -140,6 +146,7 @@ class PainPointRow:
             self.status,
             self.owner or "",
             self.weekly,
+            self.nps_impact,
         ]
 
 
@@ -154,7 +161,12 @@ class PainPointTable:
 
 
 def pain_point_row(
-    point: PainPoint, *, ctx: PageContext, text: tuple[str, list[str]], weekly: list[int]
+    point: PainPoint,
+    *,
+    ctx: PageContext,
+    text: tuple[str, list[str]],
+    weekly: list[int],
+    nps: Driver | None = None,
 ) -> PainPointRow:
     """A pain point of the report as a row (label and keywords as the caller may see them)."""
     share = point.negative_share
@@ -177,6 +189,8 @@ def pain_point_row(
         status=point.status,
         owner=point.owner,
         weekly=weekly,
+        nps_impact=round(nps.impact, 1) if nps is not None and nps.impact is not None else None,
+        nps_responses=nps.responses_with if nps is not None else None,
     )
 
 
@@ -200,6 +214,25 @@ def weekly_negatives(
     )
 
 
+def nps_impacts(session: Session, *, ctx: PageContext, topic_ids: set[int]) -> dict[int, Driver]:
+    """Each theme's NPS key-driver figures in the page's scope (one query for all; absent: < 10 responses)."""
+    if not topic_ids:
+        return {}
+    ids = tuple(sorted(topic_ids))
+    report = ctx.cached(
+        session,
+        "pain_point_nps",
+        lambda: key_drivers(session, scope=ctx.scope, metric="nps", by="theme", topic_ids=ids),
+        ids,
+    )
+    return {d.topic_id: d for d in report.drivers if d.topic_id is not None}
+
+
+def nps_link(ctx: PageContext, topic_id: int) -> str:
+    """The explorer listing the theme's NPS responses in scope (all touchpoints, as the driver counts them)."""
+    return rated_link(ctx, scale="nps", topic=topic_id)
+
+
 def pain_point_table(session: Session, *, ctx: PageContext, trending_only: bool) -> PainPointTable:
     """The page's pain points (as ``GET /v1/pain-points?window=2&limit=50`` ranks them), ready to show."""
     report = ctx.cached(
@@ -219,19 +252,19 @@ def pain_point_table(session: Session, *, ctx: PageContext, trending_only: bool)
         trending_only,
     )
     points = [p for p in report.pain_points if p.trending or not trending_only][:PAGE_LIMIT]
-    caller = ctx.web.caller
-    texts = (
-        public_topic_labels(session, topic_ids={p.topic_id for p in points}, allowed=caller.locations)
-        if caller.locations
-        else {}
+    # The names as they are now (an admin may have renamed a theme since the report was cached).
+    texts = public_topic_labels(
+        session, topic_ids={p.topic_id for p in points}, allowed=ctx.web.caller.locations
     )
     series = weekly_negatives(session, ctx=ctx, report=report, points=points)
+    nps = nps_impacts(session, ctx=ctx, topic_ids={p.topic_id for p in points})
     rows = [
         pain_point_row(
             p,
             ctx=ctx,
             text=texts.get(p.topic_id, (p.label, p.keywords)),
             weekly=series.of((p.topic_id, p.touchpoint)),
+            nps=nps.get(p.topic_id),
         )
         for p in points
     ]
@@ -263,6 +296,8 @@ def pain_points_page(
         table=table,
         page_query=ctx.filters.query(trending="1" if only else None),
         explorer_link=explorer_link,
+        nps_link=nps_link,
+        show_nps=any(r.nps_impact is not None for r in table.rows),
     )
 
 

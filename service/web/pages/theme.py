@@ -1,6 +1,6 @@
-"""Theme detail: a topic's label and keywords, weekly negatives against the trend test's expected level,
-touchpoints, locations, languages, lineage, quotes in their own script, and the triage panel of one
-touchpoint (the ``focus``).
+"""Theme detail: a topic's name (an admin renames it here) and keywords per language, weekly negatives
+against the trend test's expected level, touchpoints, locations, languages, lineage, quotes in their own
+script, and the triage panel of one touchpoint (the ``focus``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,18 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from service.access import known_locations, public_topic_labels, public_topic_text, visible_location_rows
+from service.access import (
+    known_locations,
+    public_keywords_by_language,
+    public_topic_labels,
+    public_topic_text,
+    visible_location_rows,
+)
 from service.api.deps import SessionDep
 from service.db.models import PainPointEvent, Topic
 from service.painpoint_series import NegativeSeries
 from service.painpoints import STEP, PainPoint, PainPointReport, Quote, pain_point_report
+from service.topic_text import MAX_NAME_LENGTH, TopicNameError, rename_topic
 from service.topics import topic_lineage, topic_location_comparison, topic_timeline
 from service.triage import (
     ACTIONS,
@@ -29,7 +36,7 @@ from service.triage import (
     apply_action,
     triage_history,
 )
-from service.web.auth import PageError, PostSessionDep
+from service.web.auth import AdminPostSessionDep, PageError, PostSessionDep
 from service.web.exports import export_format, export_response
 from service.web.filters import PageFilters
 from service.web.pages.common import PageContext, PageDep, render_page
@@ -73,6 +80,7 @@ class ThemeBasics:
     report: PainPointReport
     focus: str | None
     focused: PainPoint | None
+    keywords_by_language: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def quotes(self) -> list[Quote]:
@@ -118,19 +126,79 @@ def theme_basics(session: Session, *, ctx: PageContext, topic_id: str, focus: st
     if focus and ctx.taxonomy.get(focus) is None:
         raise PageError(404, f"The taxonomy in force has no touchpoint {focus!r}.")
     allowed = ctx.web.caller.locations
+    known = known_locations(session) if allowed else set()
     label, keywords, representative = public_topic_text(
         label=topic.label,
         keywords=list(topic.keywords),
         representative=topic.representative,
-        known_locations=known_locations(session) if allowed else (),
+        known_locations=known,
         allowed=allowed,
+    )
+    by_language = public_keywords_by_language(
+        dict(topic.keywords_by_language or {}), known_locations=known, allowed=allowed
     )
     report = _topic_report(session, ctx=ctx, topic_id=topic.id)
     points = report.pain_points
     if not focus and points:
         focus = max(points, key=lambda p: (p.negative, p.impact)).touchpoint
     focused = next((p for p in points if p.touchpoint == focus), None)
-    return ThemeBasics(topic, label, keywords, representative, report, focus, focused)
+    return ThemeBasics(topic, label, keywords, representative, report, focus, focused, by_language)
+
+
+@dataclass(frozen=True)
+class RenameResult:
+    """What the rename form did: a notice, or why it was refused (its HTTP status, what was typed)."""
+
+    done: str | None = None
+    error: str | None = None
+    status: int = 200
+    typed: str = ""
+
+
+@dataclass(frozen=True)
+class ThemeName:
+    """The theme's name as the caller may see it, who named it, and the rename form (admins only)."""
+
+    topic_id: int
+    label: str
+    source: str
+    renamed_by: str | None
+    renamed_at: datetime | None
+    editable: bool
+    post_url: str
+    max_length: int
+    result: RenameResult | None
+
+
+def theme_name(ctx: PageContext, *, topic: Topic, label: str, result: RenameResult | None) -> ThemeName:
+    """The name panel: an admin may rename an active theme or give its name back to the refit."""
+    return ThemeName(
+        topic_id=topic.id,
+        label=label,
+        source=topic.label_source,
+        renamed_by=topic.renamed_by,
+        renamed_at=topic.renamed_at,
+        editable=ctx.web.is_admin and topic.status == "active",
+        post_url=f"/themes/{topic.id}/name{ctx.filters.query()}",
+        max_length=MAX_NAME_LENGTH,
+        result=result,
+    )
+
+
+def run_rename(session: Session, *, topic_id: int, name: str | None, actor: str) -> RenameResult:
+    """Rename as ``PATCH /v1/topics/{id}`` does (``None``: back to the refit); 409 / 422 become text."""
+    typed = name or ""
+    try:
+        topic = rename_topic(session, topic_id=topic_id, name=name, actor=actor)
+    except TopicNameError as exc:
+        session.rollback()
+        if exc.status == 404:
+            raise PageError(404, str(exc)) from exc
+        return RenameResult(error=str(exc), status=exc.status, typed=typed)
+    session.commit()
+    if name is None:
+        return RenameResult(done="Naming given back to the refit: the next refit names this theme.")
+    return RenameResult(done=f"Renamed to {topic.label!r}.")
 
 
 # The status buttons each status offers (assign and comment are separate forms).
@@ -386,9 +454,10 @@ def theme_response(
     topic_id: str,
     focus: str | None,
     triage_result: TriageResult | None = None,
+    rename_result: RenameResult | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    """Render the theme page (also after a triage form posted without HTMX)."""
+    """Render the theme page (also after a triage or rename form posted without HTMX)."""
     basics = theme_basics(session, ctx=ctx, topic_id=topic_id, focus=focus)
     topic_id_int, report = basics.topic.id, basics.report
     series = weekly_negatives(session, ctx=ctx, report=report, points=report.pain_points)
@@ -415,6 +484,7 @@ def theme_response(
         page="pain-points",
         filters=filters,
         basics=basics,
+        name=theme_name(ctx, topic=basics.topic, label=basics.label, result=rename_result),
         report=report,
         touchpoint_rows=rows,
         focus_row=next((r for r in rows if r.touchpoint == basics.focus), None),
@@ -499,4 +569,41 @@ def theme_triage(
         return RedirectResponse(target, status_code=303)
     return theme_response(
         request, session, ctx=ctx, topic_id=topic_id, focus=touchpoint, triage_result=result, status_code=409
+    )
+
+
+@router.post("/themes/{topic_id}/name", response_class=HTMLResponse)
+def theme_rename(
+    topic_id: str,
+    request: Request,
+    session: SessionDep,
+    web: AdminPostSessionDep,
+    ctx: PageDep,
+    name: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "rename",
+) -> Response:
+    """Rename the theme (admins); ``action=reset`` gives naming back. HTMX gets the title back, a form the page."""
+    topic = _topic(session, topic_id)
+    if action not in ("rename", "reset"):
+        raise PageError(422, f"Unknown action {action!r}; rename or reset.")
+    result = run_rename(
+        session, topic_id=topic.id, name=None if action == "reset" else name, actor=web.caller.name
+    )
+    if request.headers.get("HX-Request"):
+        session.refresh(topic)
+        labels = public_topic_labels(session, topic_ids={topic.id}, allowed=ctx.web.caller.locations)
+        panel = theme_name(ctx, topic=topic, label=labels[topic.id][0], result=result)
+        return render(
+            request, "partials/theme_name.html", web=ctx.web, ctx=ctx, name=panel, status_code=result.status
+        )
+    if result.error is None:
+        return RedirectResponse(f"/themes/{topic.id}{ctx.filters.query()}", status_code=303)
+    return theme_response(
+        request,
+        session,
+        ctx=ctx,
+        topic_id=topic_id,
+        focus=None,
+        rename_result=result,
+        status_code=result.status,
     )
