@@ -81,7 +81,9 @@ def test_place_names_in_four_languages_are_bound_to_their_location_and_shared_wo
         for word in _words(name, language):
             assert word not in keywords.split() and word not in by_language.split(), word
     assert described[0].keywords_by_language.keys() >= {"ar", "fa", "th", "en"}
-    assert "تطبيق يتعطل" in described[0].keywords_by_language["ar"], "Arabic keywords in Arabic letters (ي, not ی)"
+    assert "تطبيق يتعطل" in described[0].keywords_by_language["ar"], (
+        "Arabic keywords in Arabic letters (ي, not ی)"
+    )
 
 
 def test_quotes_are_distinct_spread_over_stores_and_complete() -> None:
