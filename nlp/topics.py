@@ -904,21 +904,6 @@ def _merge_groups(centroids: FloatArray, threshold: float) -> list[list[int]]:
     return sorted(groups.values(), key=lambda g: g[0])
 
 
-def label_from(
-    keywords: Sequence[tuple[str, float]], representative: str | None, *, max_chars: int = 80
-) -> str:
-    """A short readable label: the most representative sentence, cut at a word; else the top keywords."""
-    if representative:
-        text = " ".join(representative.split())
-        if len(text) <= max_chars:
-            return text
-        cut = (
-            text[: max_chars - 1].rsplit(" ", 1)[0] if " " in text[: max_chars - 1] else text[: max_chars - 1]
-        )
-        return cut + "…"
-    return " · ".join(word for word, _ in keywords[:4]) or "(no words)"
-
-
 # ----------------------------------------------------------------------------------- stable topic ids
 
 

@@ -17,7 +17,6 @@ from nlp.topics import (
     TopicSpace,
     create_stage,
     fit_topics,
-    label_from,
     match_topics,
     unit_rows,
 )
@@ -149,15 +148,6 @@ def test_class_tfidf_prefers_words_specific_to_a_topic() -> None:
     )
     assert [w for w, _ in keywords[0]][:2] == ["late", "delivery"]
     assert "order" not in [w for w, _ in keywords[1]][:2]
-
-
-def test_labels_are_short_and_readable() -> None:
-    assert label_from([("late", 1.0)], "Delivery late again") == "Delivery late again"
-    long = "The courier came four days after the promised slot and then left the box in the rain outside"
-    label = label_from([], long, max_chars=40)
-    assert len(label) <= 40
-    assert label.endswith("…")
-    assert label_from([("late", 1.0), ("delivery", 0.5)], None) == "late · delivery"
 
 
 def _snapshot(key: int, members: range, centroid: np.ndarray, words: dict[str, float]) -> TopicSnapshot:
