@@ -14,11 +14,16 @@ Embedding = NDArray[np.float32]
 
 @dataclass(frozen=True, slots=True)
 class SentimentResult:
-    """negative / neutral / positive probabilities, a label (``mixed`` too, for reviews) and a score in [-1, 1]."""
+    """negative / neutral / positive probabilities, a label (``mixed`` too, for reviews) and a score in [-1, 1].
+
+    ``abstained`` is true when the model was too unsure to call a polarity: the label is then ``neutral``
+    whatever the probabilities lean to (they are reported unchanged).
+    """
 
     label: str
     score: float
     probabilities: Mapping[str, float]
+    abstained: bool = False
 
 
 @dataclass(frozen=True, slots=True)

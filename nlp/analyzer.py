@@ -43,11 +43,11 @@ class PipelineAnalyzer:
                 )
         self._models = (
             ModelInfo(role="encoder", name=self.encoder.name, version="1"),
-            ModelInfo(role="sentiment", name=self.sentiment.head.name, version=self.sentiment.head.version),
+            ModelInfo(role="sentiment", name=self.sentiment.head.name, version=self.sentiment.version),
             ModelInfo(role="emotion", name=self.emotion.head.name, version=self.emotion.head.version),
         )
         digest = hashlib.sha256(json.dumps([m.__repr__() for m in self._models]).encode()).hexdigest()[:8]
-        self._version = f"{self.sentiment.head.name}-{self.sentiment.head.version}+{digest}"
+        self._version = f"{self.sentiment.head.name}-{self.sentiment.version}+{digest}"
 
     def _components(self) -> list[Any]:
         return [self.pipeline.get(name) for name in self.pipeline.component_names]

