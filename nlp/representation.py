@@ -41,6 +41,11 @@ _NOT_A_NAME = _word_set(
     tomorrow yesterday tonight morning evening night pm am monday tuesday wednesday thursday friday saturday
     sunday half second first third lot lots thing things stuff guy guys people way bit"""
 )
+# Words of mere tone: "great points" says no more than the tone suffix ("Points praise") does.
+_TONE_ONLY = _word_set(
+    """good great nice bad best better worst amazing excellent awesome lovely fine ok okay perfect terrible
+    awful horrible happy new old real whole usual"""
+)
 # Number words are numbers: keywords drop them as they drop digits.
 NUMBER_WORDS = _word_set(
     """one two three four five six seven eight nine ten twice
@@ -61,6 +66,9 @@ class RepresentationConfig:
     max_phrase_words: int = 3
     phrase_bonus: float = 0.5
     """A phrase of n words weighs 1 + bonus·(n-1) times its c-TF-IDF: "returns desk" before "desk"."""
+    judgement_bonus: float = 1.0
+    """A name candidate that says something of a thing ("rude cashier", "app crashes") weighs 1 + bonus
+    times more than a bare noun phrase ("store"): a theme is what customers say, not what they mention."""
     representatives: int = 5
     name_sentences: int = 80
     min_display_share: float = 0.2
@@ -76,6 +84,8 @@ class TopicText:
     keywords: list[tuple[str, float]]
     keywords_by_language: dict[str, list[str]] = field(default_factory=dict)
     name_candidates: list[str] = field(default_factory=list)
+    candidates_said_once: bool = False
+    """The name candidates come from phrases each said once only: the touchpoint names the topic first."""
     representatives: list[int] = field(default_factory=list)
     tone: str = ""
     """``problems``, ``praise`` or ``feedback``: what a lone word in the name is said with."""
@@ -160,19 +170,25 @@ def display_term(term: str, language: str | None) -> str:
 # ------------------------------------------------------------------------------------------- phrases
 
 
+Phrases = dict[str, str | None]
+"""A sentence's name candidates, each with the word that says something of a thing ("rude" in "rude cashier",
+"crashing" in "app crashing"), None for a bare noun phrase ("returns desk")."""
+
+
 class PhraseExtractor(Protocol):
     """Name candidates of sentences in one language: the phrases each sentence says something with."""
 
     language: str
 
-    def __call__(self, texts: Sequence[str], *, excluded: Collection[str]) -> list[set[str]]: ...
+    def __call__(self, texts: Sequence[str], *, excluded: Collection[str]) -> list[Phrases]: ...
 
 
 _NOUNS = ("NOUN", "PROPN")
 
 
 class SpacyPhrases:
-    """English noun phrases and what is said of them ("rude cashier", "app crashing"), from spaCy's parser."""
+    """English noun phrases and what is said of them ("rude cashier", "app crashing", "app crashes"), from
+    spaCy's parser."""
 
     language = "en"
 
@@ -186,7 +202,7 @@ class SpacyPhrases:
         """Whether the spaCy model is installed (the n-gram phrases serve otherwise)."""
         return importlib.util.find_spec(model) is not None
 
-    def __call__(self, texts: Sequence[str], *, excluded: Collection[str]) -> list[set[str]]:
+    def __call__(self, texts: Sequence[str], *, excluded: Collection[str]) -> list[Phrases]:
         nlp = self._load()
         return [self._phrases(doc, excluded) for doc in nlp.pipe(texts, batch_size=64)]
 
@@ -197,30 +213,50 @@ class SpacyPhrases:
             return self._nlp
 
     @staticmethod
-    def _phrases(doc: Any, excluded: Collection[str]) -> set[str]:
+    def _phrases(doc: Any, excluded: Collection[str]) -> Phrases:
         def noun(token: Any) -> str | None:
             words = [c for c in token.children if c.dep_ == "compound" and c.i < token.i] + [token]
             kept = [w.lower_ for w in words if w.is_alpha and not w.is_stop and w.lower_ not in excluded]
             return " ".join(kept) if kept and kept[-1] == token.lower_ else None
 
-        phrases: set[str] = set()
+        phrases: Phrases = {}
         for token in doc:
             if token.pos_ in _NOUNS and token.dep_ != "compound" and (head := noun(token)):
-                phrases.add(head)
+                phrases.setdefault(head, None)
                 for child in token.children:
                     if child.dep_ == "amod" and child.pos_ == "ADJ" and not child.is_stop:
-                        phrases.add(f"{child.lower_} {head}")
-            if token.pos_ != "ADJ" and token.tag_ != "VBG":
-                continue
-            for subject in token.head.children:
-                if subject.dep_ not in ("nsubj", "nsubjpass") or subject.pos_ not in _NOUNS:
-                    continue
-                said = noun(subject)
-                if said and token.dep_ == "acomp":
-                    phrases.add(f"{token.lower_} {said}")  # "the cashier was really rude": rude cashier
-                elif said and token.dep_ == "xcomp":
-                    phrases.add(f"{said} {token.lower_}")  # "the app keeps crashing": app crashing
+                        phrase = f"{child.lower_} {head}"
+                        phrases[phrase] = None if child.lower_ in _TONE_ONLY else child.lower_
+            said = _said_of(token, noun)
+            if said:
+                phrases[said] = None if token.lower_ in _TONE_ONLY else token.lower_
         return phrases
+
+
+def _said_of(token: Any, noun: Callable[[Any], str | None]) -> str | None:
+    """What ``token`` says of its subject: "the cashier was rude" (rude cashier), "the app keeps crashing"
+    (app crashing), "the app crashes" (app crashes: a verb without an object). Never when negated."""
+    if token.is_stop or not token.is_alpha:
+        return None
+    if token.pos_ == "ADJ" or token.tag_ == "VBG":
+        subject_of, dependency = token.head, token.dep_
+    elif token.pos_ == "VERB" and token.dep_ in ("ROOT", "conj"):
+        subject_of, dependency = token, "intransitive"
+        if any(c.dep_ in ("dobj", "attr", "ccomp", "xcomp", "prt") for c in token.children):
+            return None
+    else:
+        return None
+    if any(c.dep_ == "neg" for c in (*subject_of.children, *token.children)):
+        return None  # "the staff were not rude" says the opposite of "rude staff"
+    for subject in subject_of.children:
+        if subject.dep_ not in ("nsubj", "nsubjpass") or subject.pos_ not in _NOUNS:
+            continue
+        said = noun(subject)
+        if said and dependency == "acomp":
+            return f"{token.lower_} {said}"
+        if said and dependency in ("xcomp", "intransitive"):
+            return f"{said} {token.lower_}"
+    return None
 
 
 # -------------------------------------------------------------------------------------------- describing
@@ -279,11 +315,13 @@ def describe_topics(
                 name="",
                 keywords=_select(
                     weights, counts[topic], limit=config.top_keywords, min_count=_min_count(topic_distinct)
-                ),
+                )
+                or _select(weights, counts[topic], limit=config.top_keywords, min_count=1),
                 keywords_by_language=_keywords_by_language(
                     topic_distinct, languages, sentence_terms, idf, config
                 ),
-                name_candidates=candidates[topic],
+                name_candidates=candidates[topic][0],
+                candidates_said_once=candidates[topic][1],
                 representatives=[ranked[j] for j in distinct_quotes(quotes, config.representatives)],
             )
         )
@@ -318,24 +356,31 @@ def _name_candidates(
     phrases: PhraseExtractor | None,
     excluded: Collection[str],
     config: RepresentationConfig,
-) -> list[list[str]]:
-    """Each topic's name candidates, best first, from its most central sentences in the display language."""
+) -> list[tuple[list[str], bool]]:
+    """Each topic's name candidates, best first, from its most central sentences in the display language,
+    and whether they were each said once only."""
     display = []
     for topic_distinct in distinct:
         own = [i for i in topic_distinct if languages[i] == config.display_language]
         # A topic mostly written in other languages is named by its touchpoint, not by a stray sentence.
         enough = len(own) >= max(3, config.min_display_share * len(topic_distinct))
         display.append(own[: config.name_sentences] if enough else [])
+    judgements: dict[str, str] = {}
     if phrases is not None and phrases.language == config.display_language:
         flat = [i for topic_display in display for i in topic_display]
         extracted = dict(zip(flat, phrases([texts[i] for i in flat], excluded=excluded), strict=True))
+        judgements = {p: word for found in extracted.values() for p, word in found.items() if word}
         counts = [Counter(p for i in topic_display for p in extracted[i]) for topic_display in display]
         idf = _inverse_frequency(counts)
+        counts = [_pool_judgements(topic_counts, judgements) for topic_counts in counts]
     else:
         counts = [Counter(t for i in topic_display for t in sentence_terms[i]) for topic_display in display]
     result = []
     for topic_display, topic_counts in zip(display, counts, strict=True):
-        weights = _weights(topic_counts, max(len(topic_display), 1), idf, config)
+        weights = {
+            term: weight * (1 + config.judgement_bonus * (term in judgements))
+            for term, weight in _weights(topic_counts, max(len(topic_display), 1), idf, config).items()
+        }
         chosen: list[str] = []
         for min_count in (2, 1):  # a phrase said twice, else the best one said once
             chosen = [
@@ -345,8 +390,22 @@ def _name_candidates(
             ][:8]
             if chosen:
                 break
-        result.append(chosen)
+        result.append((chosen, min_count == 1))
     return result
+
+
+def _pool_judgements(counts: Counter[str], judgements: Mapping[str, str]) -> Counter[str]:
+    """A judging word counts as often as the topic says it, of whatever: "rude cashier", "rude staff" and "rude
+    guy" said once each make "rude cashier" (its noun said most, then first alphabetically) count three."""
+    said: dict[str, list[str]] = defaultdict(list)
+    for phrase in counts:
+        if phrase in judgements and not set(phrase.split()) & _NOT_A_NAME:
+            said[judgements[phrase]].append(phrase)
+    pooled = Counter(counts)
+    for phrases in said.values():
+        leading = min(phrases, key=lambda phrase: (-counts[phrase], phrase))
+        pooled[leading] = sum(counts[phrase] for phrase in phrases)
+    return pooled
 
 
 def _min_count(topic_members: Sequence[int]) -> int:
@@ -462,7 +521,8 @@ def name_topics(
 
 
 def _name_options(topic: TopicText, *, fallback: str | None) -> list[str]:
-    """Candidate names, best first: a phrase as it is, a lone word with what is said of it ("Delivery problems")."""
+    """Candidate names, best first: a phrase as it is, a lone word with what is said of it ("Delivery problems"),
+    the touchpoint (first when no phrase was said twice)."""
     options: list[str] = []
     for term in topic.name_candidates:
         if " " in term:
@@ -471,10 +531,12 @@ def _name_options(topic: TopicText, *, fallback: str | None) -> list[str]:
         longer = next((c for c in topic.name_candidates if c != term and _overlaps(term, c)), None)
         options.append(longer or (f"{term} {topic.tone}" if topic.tone else term))
     if fallback:
-        options.append(f"{fallback} {topic.tone}" if topic.tone else fallback)
+        touchpoint = f"{fallback} {topic.tone}" if topic.tone else fallback
+        # One customer's phrase would misname a theme that no two customers describe alike.
+        options.insert(0 if topic.candidates_said_once else len(options), touchpoint)
     if not options:
-        words = [term for term, _ in topic.keywords[:2]]
-        options.append(" · ".join(words) or "Theme")
+        word = topic.keywords[0][0] if topic.keywords else "Theme"
+        options.append(f"{word} {topic.tone}" if topic.tone and topic.keywords else word)
     return [_tidy(option) for option in dict.fromkeys(options)]
 
 

@@ -27,6 +27,11 @@ from service.db.models import (
 from service.feedback import Scope
 from service.trending import assess_outlier, assess_trend
 
+AT_TOUCHPOINT_LABEL = func.coalesce(SentenceTouchpoint.sentiment_label, FeedbackSentence.sentiment_label)
+"""A sentence's sentiment at one of its touchpoints: its clause's where its clauses disagree, else its own."""
+AT_TOUCHPOINT_SCORE = func.coalesce(SentenceTouchpoint.sentiment_score, FeedbackSentence.sentiment_score)
+NEGATIVE_AT_TOUCHPOINT = func.sum(case((AT_TOUCHPOINT_LABEL == "negative", 1), else_=0))
+
 Interval = Literal["hour", "day", "week"]
 GroupBy = Literal["touchpoint", "topic", "location", "source", "language", "sentiment"]
 
@@ -99,8 +104,8 @@ def touchpoint_metrics(session: Session, *, scope: Scope) -> dict[str, Touchpoin
         select(
             SentenceTouchpoint.touchpoint,
             func.count(),
-            func.sum(case((FeedbackSentence.sentiment_label == "negative", 1), else_=0)),
-            func.avg(FeedbackSentence.sentiment_score),
+            NEGATIVE_AT_TOUCHPOINT,
+            func.avg(AT_TOUCHPOINT_SCORE),
         )
         .join(FeedbackSentence, FeedbackSentence.id == SentenceTouchpoint.sentence_id)
         .join(FeedbackItem, FeedbackItem.id == SentenceTouchpoint.item_id)
@@ -248,7 +253,7 @@ def location_comparison(session: Session, *, touchpoint: str, scope: Scope) -> l
         select(
             FeedbackItem.location,
             func.count(),
-            func.sum(case((FeedbackSentence.sentiment_label == "negative", 1), else_=0)),
+            NEGATIVE_AT_TOUCHPOINT,
         )
         .select_from(SentenceTouchpoint)
         .join(FeedbackSentence, FeedbackSentence.id == SentenceTouchpoint.sentence_id)

@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.state.analyzer is not None and migrated:
             with app.state.session_factory() as session:
                 taxonomy = active_taxonomy(session)
-            app.state.labeler = TouchpointLabeler(taxonomy=taxonomy, encoder=app.state.analyzer.encoder)
+            app.state.labeler = TouchpointLabeler(
+                taxonomy=taxonomy, encoder=app.state.analyzer.encoder, sentiment=app.state.analyzer.sentiment
+            )
 
         app.state.webhook_client = webhook_client()
         scheduler = None

@@ -399,7 +399,9 @@ def score(
     from service.touchpoints import TouchpointLabeler, active_taxonomy, label_pending
 
     with _database() as (engine, session):
-        labeler = TouchpointLabeler(taxonomy=active_taxonomy(session), encoder=analyzer.encoder)
+        labeler = TouchpointLabeler(
+            taxonomy=active_taxonomy(session), encoder=analyzer.encoder, sentiment=analyzer.sentiment
+        )
         labelled = label_pending(make_session_factory(engine), labeler=labeler)
     console.print(f"labelled the touchpoints of {labelled.labelled} items")
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from service.analytics import compare_locations
+from service.analytics import NEGATIVE_AT_TOUCHPOINT, compare_locations
 from service.db.models import FeedbackItem, FeedbackSentence, SentenceTouchpoint
 from service.feedback import Scope
 
@@ -25,7 +25,7 @@ def touchpoint_location_matrix(
 ) -> dict[str, list[dict[str, Any]]]:
     """Each touchpoint's ``location_comparison`` rows (every location against all the others), in one query."""
     query = (
-        select(SentenceTouchpoint.touchpoint, FeedbackItem.location, func.count(), _NEGATIVE)
+        select(SentenceTouchpoint.touchpoint, FeedbackItem.location, func.count(), NEGATIVE_AT_TOUCHPOINT)
         .select_from(SentenceTouchpoint)
         .join(FeedbackSentence, FeedbackSentence.id == SentenceTouchpoint.sentence_id)
         .join(FeedbackItem, FeedbackItem.id == SentenceTouchpoint.item_id)

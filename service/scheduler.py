@@ -434,7 +434,7 @@ def pipeline_jobs(
 
     jobs: list[JobSpec] = []
     if analyzer is not None and settings.scoring_enabled:
-        labelers = LabelerCache(encoder=analyzer.encoder)
+        labelers = LabelerCache(encoder=analyzer.encoder, sentiment=analyzer.sentiment)
 
         def score(stop: threading.Event) -> None:
             score_pending(

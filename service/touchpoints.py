@@ -16,7 +16,10 @@ import numpy as np
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from nlp.analysis import SentimentResult
+from nlp.aspects import ClauseAspects, SentenceAspects, split_clauses
 from nlp.encoders import EncodeSentences
+from nlp.scorers import SentimentScorer
 from nlp.text.normalise import normalise_text
 from nlp.touchpoints import FloatArray, Taxonomy, TouchpointClassifier, load_taxonomy, parse_taxonomy
 from service.db.models import (
@@ -60,12 +63,27 @@ def taxonomy_key(taxonomy: Taxonomy) -> str:
     return f"{taxonomy.name}@{taxonomy.version}:{digest}"
 
 
-class TouchpointLabeler:
-    """A taxonomy with its examples embedded once, ready to label sentence embeddings."""
+ASPECTS_VERSION = "aspects.clauses.v1"
 
-    def __init__(self, *, taxonomy: Taxonomy, encoder: EncodeSentences) -> None:
+
+def labelling_key(taxonomy: Taxonomy, *, aspects: bool) -> str:
+    """What an item records it was labelled with: the taxonomy's key, and the aspect rule when applied."""
+    return taxonomy_key(taxonomy) + (f"+{ASPECTS_VERSION}" if aspects else "")
+
+
+class TouchpointLabeler:
+    """A taxonomy with its examples embedded once, ready to label sentence embeddings.
+
+    With a sentiment scorer, a sentence whose clauses disagree ("the staff were lovely but the app kept
+    crashing") gets each touchpoint's own sentiment (``nlp.aspects``): its clauses are encoded and scored,
+    the only text encoding labelling does. The key then names the aspect rule too, so items labelled
+    without it are labelled again.
+    """
+
+    def __init__(
+        self, *, taxonomy: Taxonomy, encoder: EncodeSentences, sentiment: SentimentScorer | None = None
+    ) -> None:
         self.taxonomy = taxonomy
-        self.key = taxonomy_key(taxonomy)
 
         def embed(phrases: list[str]) -> FloatArray:
             return encoder.embed_texts([normalise_text(phrase)[0] for phrase in phrases])
@@ -75,13 +93,87 @@ class TouchpointLabeler:
             example_embeddings=[embed(touchpoint.all_examples) for touchpoint in taxonomy.touchpoints],
             background_embeddings=embed(taxonomy.background_phrases),
         )
+        self.aspects = (
+            ClauseAspects(
+                encoder=encoder,
+                classifier=self.classifier,
+                head=sentiment.head,
+                calibrate=sentiment.calibration.probabilities,
+                abstain_below=sentiment.calibration.abstain_below,
+            )
+            if sentiment is not None
+            else None
+        )
+        self.key = labelling_key(taxonomy, aspects=self.aspects is not None)
+
+    def sentence_rows(self, sentences: Any, texts: dict[int, tuple[str, str | None]]) -> list[dict[str, Any]]:
+        """One row per touchpoint of each stored sentence; ``texts`` is item id -> (text, language)."""
+        if not sentences:
+            return []
+        embeddings = np.vstack([from_float16_bytes(s.embedding) for s in sentences])
+        assigned = self.classifier.assign(embeddings)
+        split = self._split_aspects(sentences, embeddings, texts)
+        rows: list[dict[str, Any]] = []
+        for index, (sentence, chosen) in enumerate(zip(sentences, assigned, strict=True)):
+            aspects = split.get(index)
+            base = {"sentence_id": sentence.id, "item_id": sentence.item_id}
+            if aspects is None:
+                rows.extend(
+                    {**base, "touchpoint": c.touchpoint, "score": c.score, **_SENTENCE_SENTIMENT}
+                    for c in chosen
+                )
+                continue
+            rows.extend(
+                {
+                    **base,
+                    "touchpoint": t.touchpoint,
+                    "score": t.score,
+                    "sentiment_label": t.sentiment.label if t.source == "clauses" else None,
+                    "sentiment_score": round(t.sentiment.score, 4) if t.source == "clauses" else None,
+                }
+                for t in aspects.touchpoints
+            )
+        return rows
+
+    def _split_aspects(
+        self, sentences: Any, embeddings: FloatArray, texts: dict[int, tuple[str, str | None]]
+    ) -> dict[int, SentenceAspects]:
+        """The aspects of the sentences that have several clauses, by their index in ``sentences``."""
+        if self.aspects is None:
+            return {}
+        chosen = [
+            (index, texts[s.item_id][0][s.start : s.end], texts[s.item_id][1])
+            for index, s in enumerate(sentences)
+        ]
+        chosen = [(index, text, language) for index, text, language in chosen if len(split_clauses(text)) > 1]
+        if not chosen:
+            return {}
+        analysed = self.aspects.analyse(
+            [text for _, text, _ in chosen],
+            embeddings=embeddings[[index for index, _, _ in chosen]],
+            sentiments=[_stored_sentiment(sentences[index]) for index, _, _ in chosen],
+            languages=[language for _, _, language in chosen],
+        )
+        return {index: aspects for (index, _, _), aspects in zip(chosen, analysed, strict=True)}
+
+
+_SENTENCE_SENTIMENT = {"sentiment_label": None, "sentiment_score": None}
+
+
+def _stored_sentiment(sentence: Any) -> SentimentResult:
+    return SentimentResult(
+        label=sentence.sentiment_label,
+        score=sentence.sentiment_score,
+        probabilities=sentence.sentiment_probabilities or {},
+    )
 
 
 class LabelerCache:
     """The labeler for the taxonomy in force, rebuilt only when an admin sets a new taxonomy version."""
 
-    def __init__(self, *, encoder: EncodeSentences) -> None:
+    def __init__(self, *, encoder: EncodeSentences, sentiment: SentimentScorer | None = None) -> None:
         self.encoder = encoder
+        self.sentiment = sentiment
         self._version: int | None = None
         self._labeler: TouchpointLabeler | None = None
         self._lock = threading.Lock()
@@ -92,7 +184,9 @@ class LabelerCache:
             version = session.scalar(select(func.max(TaxonomyVersion.id)))
             with self._lock:
                 if self._labeler is None or version != self._version:
-                    self._labeler = TouchpointLabeler(taxonomy=active_taxonomy(session), encoder=self.encoder)
+                    self._labeler = TouchpointLabeler(
+                        taxonomy=active_taxonomy(session), encoder=self.encoder, sentiment=self.sentiment
+                    )
                     self._version = version
                 return self._labeler
 
@@ -132,6 +226,8 @@ def label_pending(
             items = session.execute(
                 select(
                     FeedbackItem.id,
+                    FeedbackItem.text,
+                    FeedbackItem.language,
                     # A collector may know the touchpoint of one record better than its source's default.
                     func.coalesce(
                         FeedbackItem.meta["touchpoint"].as_string(), Source.default_touchpoint
@@ -146,25 +242,20 @@ def label_pending(
                 break
             last_id = items[-1].id
             sentences = session.execute(
-                select(FeedbackSentence.id, FeedbackSentence.item_id, FeedbackSentence.embedding).where(
-                    FeedbackSentence.item_id.in_([item.id for item in items])
-                )
+                select(
+                    FeedbackSentence.id,
+                    FeedbackSentence.item_id,
+                    FeedbackSentence.embedding,
+                    FeedbackSentence.start,
+                    FeedbackSentence.end,
+                    FeedbackSentence.sentiment_label,
+                    FeedbackSentence.sentiment_score,
+                    FeedbackSentence.sentiment_probabilities,
+                ).where(FeedbackSentence.item_id.in_([item.id for item in items]))
             ).all()
-        assignments = (
-            labeler.classifier.assign(np.vstack([from_float16_bytes(s.embedding) for s in sentences]))
-            if sentences
-            else []
+        sentence_rows = labeler.sentence_rows(
+            sentences, {item.id: (item.text, item.language) for item in items}
         )
-        sentence_rows = [
-            {
-                "sentence_id": s.id,
-                "item_id": s.item_id,
-                "touchpoint": choice.touchpoint,
-                "score": choice.score,
-            }
-            for s, chosen in zip(sentences, assignments, strict=True)
-            for choice in chosen
-        ]
         item_rows = _item_touchpoints(items, sentence_rows, labeler)
         with session_factory() as session, session.begin():
             claimed = list(
@@ -218,6 +309,27 @@ def _item_touchpoints(
                     "origin": "source",
                 }
             )
+    return result
+
+
+def sentence_touchpoints_of(
+    session: Session, *, sentence_ids: list[int]
+) -> dict[int, list[tuple[str, float, str | None]]]:
+    """Each sentence's touchpoints, strongest first, with the sentiment there when its clauses gave one."""
+    result: dict[int, list[tuple[str, float, str | None]]] = defaultdict(list)
+    if sentence_ids:
+        rows = session.execute(
+            select(
+                SentenceTouchpoint.sentence_id,
+                SentenceTouchpoint.touchpoint,
+                SentenceTouchpoint.score,
+                SentenceTouchpoint.sentiment_label,
+            )
+            .where(SentenceTouchpoint.sentence_id.in_(sentence_ids))
+            .order_by(SentenceTouchpoint.sentence_id, SentenceTouchpoint.score.desc())
+        )
+        for sentence_id, touchpoint, score, label in rows:
+            result[sentence_id].append((touchpoint, score, label))
     return result
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from nlp.datasets import CX_EMOTION_ROLLUP, GOEMOTIONS_LABELS
+from nlp.scorers import CALIBRATION_FILE, DEFAULT_SENTIMENT_HEAD, SentimentCalibration
 from service.db.models import Role
 
 Auth = Callable[[Role], dict[str, str]]
@@ -33,6 +34,11 @@ def test_contract_with_sentences_and_offsets(scoring_client: TestClient, auth: A
     assert set(sentiment["probabilities"]) == {"negative", "neutral", "positive"}
     assert abs(sum(sentiment["probabilities"].values()) - 1) < 1e-3
     assert -1 <= sentiment["score"] <= 1
+    abstain_below = SentimentCalibration.load(DEFAULT_SENTIMENT_HEAD.parent / CALIBRATION_FILE).abstain_below
+    assert sentiment["abstained"] is (max(sentiment["probabilities"].values()) < abstain_below)
+    assert all(
+        not s["sentiment"]["abstained"] or s["sentiment"]["label"] == "neutral" for s in item["sentences"]
+    )
     emotions = item["emotions"]
     probabilities = [entry["probability"] for entry in emotions["probabilities"]]
     assert probabilities == sorted(probabilities, reverse=True)

@@ -96,7 +96,9 @@ def _labelled(engine: Engine, session: Session, settings: Settings, items: list[
     factory = make_session_factory(engine)
     score_pending(factory, analyzer=analyzer)
     with factory() as fresh:
-        labeler = TouchpointLabeler(taxonomy=active_taxonomy(fresh), encoder=analyzer.encoder)
+        labeler = TouchpointLabeler(
+            taxonomy=active_taxonomy(fresh), encoder=analyzer.encoder, sentiment=analyzer.sentiment
+        )
     label_pending(factory, labeler=labeler)
 
 
@@ -131,6 +133,47 @@ def test_sentences_land_on_their_touchpoints_in_four_languages(
         "fa-delivery",
         "th-delivery",
     }
+
+
+def test_a_sentence_that_praises_the_staff_and_blames_the_app_counts_at_each_its_own_way(
+    engine: Engine, session: Session, scoring_settings: Settings, scoring_client: TestClient, auth: Auth
+) -> None:
+    items = [
+        {
+            "text": "The staff at the store were lovely, but the app kept crashing when I tried to pay.",
+            "source": "web",
+            "external_id": "both",
+        },
+        {"text": "The app keeps crashing at checkout.", "source": "web", "external_id": "app-only"},
+    ]
+    _labelled(engine, session, scoring_settings, items)
+    headers = auth(Role.ANALYST)
+    page = scoring_client.get("/v1/feedback", headers=headers).json()["items"]
+    both = next(item for item in page if item["external_id"] == "both")
+    detail = scoring_client.get(
+        f"/v1/feedback/{both['id']}", params={"sentences": True}, headers=headers
+    ).json()
+    [sentence] = detail["sentences"]
+    at = {t["touchpoint"]: t for t in sentence["touchpoints"]}
+    assert at["staff"]["sentiment_label"] == "positive" and at["staff"]["from_clauses"], at
+    app_side = at.get("mobile_app") or at["checkout_payment"]
+    assert app_side["sentiment_label"] == "negative" and app_side["from_clauses"], at
+    assert sentence["sentiment"]["label"] != at["staff"]["sentiment_label"] or (
+        sentence["sentiment"]["label"] != app_side["sentiment_label"]
+    ), "one sentence label cannot be right for both touchpoints"
+
+    touchpoints = {
+        t["touchpoint"]: t
+        for t in scoring_client.get("/v1/touchpoints", headers=headers).json()["touchpoints"]
+    }
+    assert touchpoints["staff"]["negative_sentences"] == 0 and touchpoints["staff"]["average_sentiment"] > 0
+    assert touchpoints["mobile_app"]["negative_sentences"] >= 1
+    relabel = TouchpointLabeler(
+        taxonomy=active_taxonomy(session), encoder=load_analyzer(scoring_settings).encoder
+    )
+    assert label_pending(make_session_factory(engine), labeler=relabel).labelled == 2, (
+        "labels without the aspect rule are not the same labels: the key differs"
+    )
 
 
 def test_an_app_review_is_about_the_app_unless_it_says_otherwise(

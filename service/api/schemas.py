@@ -128,6 +128,16 @@ class StoredEmotionsOut(BaseModel):
     cx: dict[str, float] = Field(description="Every CX rollup label's probability.")
 
 
+class SentenceTouchpointOut(BaseModel):
+    touchpoint: str
+    score: float
+    sentiment_label: str = Field(
+        description="The sentiment at this touchpoint: its clause's when the sentence's clauses disagree "
+        "('the staff were lovely but the app kept crashing'), else the sentence's own."
+    )
+    from_clauses: bool = Field(description="True when the label comes from the sentence's clauses.")
+
+
 class StoredSentenceOut(BaseModel):
     position: int
     text: str
@@ -135,6 +145,7 @@ class StoredSentenceOut(BaseModel):
     end: int
     sentiment: StoredSentimentOut
     emotions: StoredEmotionsOut
+    touchpoints: list[SentenceTouchpointOut] = Field(default_factory=list)
 
 
 class FeedbackPage(BaseModel):

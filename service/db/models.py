@@ -304,6 +304,10 @@ class SentenceTouchpoint(Base):
     touchpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
     item_id: Mapped[int] = mapped_column(BigId, ForeignKey("feedback_items.id", ondelete="CASCADE"))
     score: Mapped[float] = mapped_column(Float)
+    # The sentiment at this touchpoint when the sentence's clauses disagree (nlp/aspects.py); NULL: the
+    # sentence's own. Read it through service.analytics.AT_TOUCHPOINT_LABEL.
+    sentiment_label: Mapped[str | None] = mapped_column(String(10))
+    sentiment_score: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (Index("ix_sentence_touchpoints_touchpoint_item", "touchpoint", "item_id"),)
 

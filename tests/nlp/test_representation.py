@@ -142,3 +142,51 @@ def test_english_phrases_say_what_is_wrong_with_what() -> None:
     assert "rude cashier" in phrases[0]
     assert "app crashing" in phrases[1]
     assert "cold food" in phrases[2]
+
+
+@pytest.mark.skipif(not SpacyPhrases.available(), reason="spaCy's English model is not installed")
+def test_verbs_without_object_are_judgements_and_negation_or_mere_tone_is_not() -> None:
+    phrases = SpacyPhrases()(
+        ["Since the update the app freezes.", "The staff were not rude.", "Great points, love them."],
+        excluded=set(),
+    )
+    assert phrases[0].get("app freezes") == "freezes"
+    assert "rude staff" not in phrases[1], "a negated judgement says the opposite"
+    assert phrases[2].get("great points", "absent") is None, "'great' is tone, not what is wrong"
+
+
+@pytest.mark.skipif(not SpacyPhrases.available(), reason="spaCy's English model is not installed")
+def test_a_theme_is_named_by_what_customers_say_of_it_not_by_what_they_mention() -> None:
+    rude = [
+        "London Oxford St store is always spotless, but the guy at the returns desk was so rude to me.",
+        "The Bangkok Siam store is beautiful but the cashier was really rude.",
+        "Staff were rude and just ignored me at the counter.",
+        "Dubai Mall store is a mess on weekends.",
+        "Cashier at the store rolled her eyes when I asked for a bag.",
+    ]
+    other = ["The app crashes at checkout.", "The app freezes on the payment screen.", "Login fails."]
+    texts = rude + other
+    labels = np.array([0] * len(rude) + [1] * len(other))
+    described = describe_topics(
+        labels,
+        np.linspace(1.0, 0.5, len(texts)).astype(np.float32),
+        texts,
+        ["en"] * len(texts),
+        runs=TOKENIZER.runs,
+        excluded={"london", "oxford", "st", "bangkok", "siam", "dubai", "mall"},
+        phrases=SpacyPhrases(),
+        negative=[True] * len(texts),
+    )
+    name_topics(described)
+    assert described[0].name == "Rude cashier", [t.name_candidates for t in described]
+    assert not described[0].candidates_said_once, "'rude' is said three times, of three nouns"
+
+
+def test_a_phrase_no_two_customers_share_gives_way_to_the_touchpoint() -> None:
+    once = TopicText(name="", keywords=[], name_candidates=["asleep kids"], candidates_said_once=True)
+    once.tone = "problems"
+    name_topics([once], fallback={0: "Product quality"})
+    assert once.name == "Product quality problems"
+    shared = _topic("cold food")
+    name_topics([shared], fallback={0: "Product quality"})
+    assert shared.name == "Cold food", "a phrase several customers say still names the theme"

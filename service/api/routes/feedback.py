@@ -24,6 +24,7 @@ from service.api.schemas import (
     ItemResultOut,
     ItemTopicOut,
     RatingOut,
+    SentenceTouchpointOut,
     StoredEmotionsOut,
     StoredSentenceOut,
     StoredSentimentOut,
@@ -42,7 +43,7 @@ from service.feedback import (
 from service.ingest.imports import ImportOptions, import_file
 from service.ingest.service import ItemResult, ingest_batch
 from service.topics import ItemTopic, topics_of
-from service.touchpoints import touchpoints_of
+from service.touchpoints import sentence_touchpoints_of, touchpoints_of
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
 
@@ -80,8 +81,9 @@ def feedback_out(
     touchpoints: list[tuple[str, float]] | None = None,
     topics: list[ItemTopic] | None = None,
     sentences: list[FeedbackSentence] | None = None,
+    sentence_touchpoints: dict[int, list[tuple[str, float, str | None]]] | None = None,
 ) -> FeedbackOut:
-    """The API view of a stored item (and its sentences, when given)."""
+    """The API view of a stored item (and its sentences with their touchpoints, when given)."""
     sentiment = None
     if item.sentiment_label is not None and item.sentiment_score is not None:
         sentiment = StoredSentimentOut(
@@ -132,6 +134,15 @@ def feedback_out(
                     label=s.sentiment_label, score=s.sentiment_score, probabilities=s.sentiment_probabilities
                 ),
                 emotions=StoredEmotionsOut.model_validate(s.emotions),
+                touchpoints=[
+                    SentenceTouchpointOut(
+                        touchpoint=touchpoint,
+                        score=round(score, 4),
+                        sentiment_label=label or s.sentiment_label,
+                        from_clauses=label is not None,
+                    )
+                    for touchpoint, score, label in (sentence_touchpoints or {}).get(s.id, [])
+                ],
             )
             for s in sentences
         ],
@@ -339,9 +350,11 @@ def get_feedback_item(
     item = session.get(FeedbackItem, item_id)
     if item is None or not can_see_location(item.location, allowed=caller.locations):
         raise ProblemError(404, f"No feedback item has id {item_id}.")
+    stored = sentences_of(session, item_id=item_id) if sentences else None
     return feedback_out(
         item,
         touchpoints=touchpoints_of(session, item_ids=[item_id]).get(item_id),
         topics=_visible_topics(session, caller, [item_id]).get(item_id),
-        sentences=sentences_of(session, item_id=item_id) if sentences else None,
+        sentences=stored,
+        sentence_touchpoints=sentence_touchpoints_of(session, sentence_ids=[s.id for s in stored or []]),
     )

@@ -51,6 +51,11 @@ class SentimentOut(BaseModel):
     label: str = Field(description="negative, neutral or positive; for several sentences also mixed.")
     score: float = Field(description="P(positive) - P(negative), in [-1, 1].")
     probabilities: dict[str, float]
+    abstained: bool = Field(
+        default=False,
+        description="True when the model was too unsure to call a polarity (its highest probability is "
+        "below the calibration's threshold): the label is then neutral whatever the probabilities lean to.",
+    )
 
 
 class EmotionsOut(BaseModel):
@@ -96,6 +101,7 @@ def sentiment_out(result: SentimentResult) -> SentimentOut:
         label=result.label,
         score=round(result.score, 4),
         probabilities={label: round(p, 4) for label, p in result.probabilities.items()},
+        abstained=result.abstained,
     )
 
 

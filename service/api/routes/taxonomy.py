@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 
-from nlp.touchpoints import STAGES, TaxonomyError, parse_taxonomy
+from nlp.touchpoints import STAGES, Taxonomy, TaxonomyError, parse_taxonomy
 from service.api.deps import AdminDep, ReaderDep, SessionDep
 from service.api.problems import ProblemError
 from service.errors import FieldError
@@ -15,6 +15,7 @@ from service.touchpoints import (
     TouchpointLabeler,
     active_taxonomy,
     count_unlabelled,
+    labelling_key,
     save_taxonomy,
     taxonomy_key,
 )
@@ -29,20 +30,21 @@ class TaxonomyOut(BaseModel):
     pending_items: int = Field(description="Scored items not yet labelled with this taxonomy.")
 
 
-def _out(session: SessionDep, taxonomy_document: dict[str, Any], key: str) -> TaxonomyOut:
+def _out(request: Request, session: SessionDep, taxonomy: Taxonomy) -> TaxonomyOut:
+    # Items are labelled with aspect sentiment wherever the scoring models run.
+    aspects = request.app.state.analyzer is not None
     return TaxonomyOut(
-        key=key,
+        key=taxonomy_key(taxonomy),
         stages=list(STAGES),
-        taxonomy=taxonomy_document,
-        pending_items=count_unlabelled(session, key=key),
+        taxonomy=taxonomy.to_document(),
+        pending_items=count_unlabelled(session, key=labelling_key(taxonomy, aspects=aspects)),
     )
 
 
 @router.get("", summary="The touchpoint taxonomy in force")
-def get_taxonomy(session: SessionDep, _caller: ReaderDep) -> TaxonomyOut:
+def get_taxonomy(request: Request, session: SessionDep, _caller: ReaderDep) -> TaxonomyOut:
     """Touchpoints with their journey stages, descriptions and example phrases."""
-    taxonomy = active_taxonomy(session)
-    return _out(session, taxonomy.to_document(), taxonomy_key(taxonomy))
+    return _out(request, session, active_taxonomy(session))
 
 
 @router.put("", summary="Replace the touchpoint taxonomy (admin)")
@@ -70,5 +72,7 @@ def put_taxonomy(
     session.commit()
     analyzer = request.app.state.analyzer
     if analyzer is not None:
-        request.app.state.labeler = TouchpointLabeler(taxonomy=taxonomy, encoder=analyzer.encoder)
-    return _out(session, taxonomy.to_document(), taxonomy_key(taxonomy))
+        request.app.state.labeler = TouchpointLabeler(
+            taxonomy=taxonomy, encoder=analyzer.encoder, sentiment=analyzer.sentiment
+        )
+    return _out(request, session, taxonomy)
