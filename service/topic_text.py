@@ -23,7 +23,7 @@ from nlp.representation import (
 )
 from nlp.topics import MultilingualTokenizer, TopicFit
 from service.db.models import FeedbackItem, Topic, utcnow
-from service.touchpoints import active_taxonomy
+from service.touchpoints import TouchpointRef, active_taxonomy
 
 MAIN_TOUCHPOINT_SHARE = 0.3
 """A topic is named after a touchpoint when at least this share of its sentences are at that touchpoint."""
@@ -118,7 +118,7 @@ def current_names(session: Session) -> dict[int, CurrentName]:
 
 
 def main_touchpoint_names(
-    session: Session, *, labels: np.ndarray, touchpoints: Sequence[Sequence[tuple[str, str]]], topics: int
+    session: Session, *, labels: np.ndarray, touchpoints: Sequence[Sequence[TouchpointRef]], topics: int
 ) -> dict[int, str]:
     """Each topic's main touchpoint's display name, where one touchpoint holds enough of its sentences."""
     names = {touchpoint.id: touchpoint.name for touchpoint in active_taxonomy(session).touchpoints}
@@ -126,7 +126,7 @@ def main_touchpoint_names(
     sizes = Counter(int(label) for label in labels.tolist() if label >= 0)
     for label, sentence_touchpoints in zip(labels.tolist(), touchpoints, strict=True):
         if label >= 0:
-            counts[label].update({touchpoint for touchpoint, _ in sentence_touchpoints})
+            counts[label].update({ref.touchpoint for ref in sentence_touchpoints})
     result = {}
     for topic, counter in enumerate(counts):
         if counter:

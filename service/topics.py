@@ -42,6 +42,7 @@ from service.db.models import (
 from service.feedback import Scope
 from service.scoring import from_float16_bytes, to_float16_bytes
 from service.topic_text import assign_names, current_names, describe_fit, main_touchpoint_names
+from service.touchpoints import TouchpointRef
 
 logger = logging.getLogger("cxmine.topics")
 
@@ -66,7 +67,7 @@ class SentenceTable:
     vectors: list[np.ndarray] = field(default_factory=list)
     locations: list[str | None] = field(default_factory=list)
     source_ids: list[int] = field(default_factory=list)
-    touchpoints: list[list[tuple[str, str]]] = field(default_factory=list)
+    touchpoints: list[list[TouchpointRef]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -78,17 +79,21 @@ class SentenceTable:
 
 def touchpoints_for(
     session: Session, *, sentences: Sequence[tuple[int, int]]
-) -> dict[int, list[tuple[str, str]]]:
-    """Each sentence's touchpoints with their origin: named in it, else its item's source default."""
-    result: dict[int, list[tuple[str, str]]] = defaultdict(list)
+) -> dict[int, list[TouchpointRef]]:
+    """Each sentence's touchpoints with their origin (named in it, else its item's source default) and the
+    sentiment there when its clauses gave one."""
+    result: dict[int, list[TouchpointRef]] = defaultdict(list)
     sentence_ids = [sentence_id for sentence_id, _ in sentences]
     for start in range(0, len(sentence_ids), WRITE_CHUNK):
-        for sentence_id, touchpoint in session.execute(
-            select(SentenceTouchpoint.sentence_id, SentenceTouchpoint.touchpoint).where(
-                SentenceTouchpoint.sentence_id.in_(sentence_ids[start : start + WRITE_CHUNK])
-            )
+        for sentence_id, touchpoint, label, score in session.execute(
+            select(
+                SentenceTouchpoint.sentence_id,
+                SentenceTouchpoint.touchpoint,
+                SentenceTouchpoint.sentiment_label,
+                SentenceTouchpoint.sentiment_score,
+            ).where(SentenceTouchpoint.sentence_id.in_(sentence_ids[start : start + WRITE_CHUNK]))
         ):
-            result[sentence_id].append((touchpoint, "text"))
+            result[sentence_id].append(TouchpointRef(touchpoint, "text", label, score))
     item_ids = sorted({item_id for _, item_id in sentences})
     defaults: dict[int, list[str]] = defaultdict(list)
     for start in range(0, len(item_ids), WRITE_CHUNK):
@@ -101,7 +106,7 @@ def touchpoints_for(
             defaults[item_id].append(touchpoint)
     for sentence_id, item_id in sentences:
         if sentence_id not in result and item_id in defaults:
-            result[sentence_id] = [(touchpoint, "source") for touchpoint in defaults[item_id]]
+            result[sentence_id] = [TouchpointRef(touchpoint, "source") for touchpoint in defaults[item_id]]
     return result
 
 
@@ -110,7 +115,7 @@ def fact_rows(
     sentence_id: int,
     item_id: int,
     topic_id: int,
-    touchpoints: Sequence[tuple[str, str]],
+    touchpoints: Sequence[TouchpointRef],
     created_at: datetime,
     negative: bool,
     sentiment_score: float,
@@ -119,23 +124,24 @@ def fact_rows(
     source_id: int,
     language: str | None,
 ) -> list[dict[str, Any]]:
-    """The pain-point facts of one topic sentence: one row per touchpoint."""
+    """The pain-point facts of one topic sentence: one row per touchpoint, negative where the sentiment at
+    that touchpoint is (its clause's when the sentence's clauses disagree, else ``negative``)."""
     return [
         {
             "sentence_id": sentence_id,
-            "touchpoint": touchpoint,
-            "origin": origin,
+            "touchpoint": ref.touchpoint,
+            "origin": ref.origin,
             "item_id": item_id,
             "topic_id": topic_id,
             "created_at": created_at,
-            "negative": negative,
-            "sentiment_score": sentiment_score,
+            "negative": negative if ref.sentiment_label is None else ref.sentiment_label in NEGATIVE_LABELS,
+            "sentiment_score": sentiment_score if ref.sentiment_score is None else ref.sentiment_score,
             "similarity": similarity,
             "location": location,
             "source_id": source_id,
             "language": language,
         }
-        for touchpoint, origin in touchpoints
+        for ref in touchpoints
     ]
 
 

@@ -10,7 +10,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
@@ -64,6 +64,16 @@ def taxonomy_key(taxonomy: Taxonomy) -> str:
 
 
 ASPECTS_VERSION = "aspects.clauses.v1"
+
+
+class TouchpointRef(NamedTuple):
+    """A touchpoint of a sentence, where it came from (``text`` or the source's default, ``source``), and
+    the sentiment there when the sentence's clauses gave it one (None: the sentence's own)."""
+
+    touchpoint: str
+    origin: str
+    sentiment_label: str | None = None
+    sentiment_score: float | None = None
 
 
 def labelling_key(taxonomy: Taxonomy, *, aspects: bool) -> str:

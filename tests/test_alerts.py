@@ -46,6 +46,7 @@ from service.db.models import (
 from service.ingest.service import ingest_batch
 from service.scheduler import pipeline_jobs
 from service.topics import fact_rows
+from service.touchpoints import TouchpointRef
 from tests.test_triage import make_topic
 
 Auth = Callable[[Role], dict[str, str]]
@@ -666,7 +667,7 @@ def _trending_fixture(session: Session, *, now: datetime) -> int:
                     sentence_id=sentence_id,
                     item_id=item_id,
                     topic_id=topic_id,
-                    touchpoints=[("delivery_shipping", "text")],
+                    touchpoints=[TouchpointRef("delivery_shipping", "text")],
                     created_at=created,
                     negative=True,
                     sentiment_score=-0.8,

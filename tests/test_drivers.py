@@ -29,6 +29,7 @@ from service.feedback import Scope
 from service.ingest.service import ingest_batch
 from service.keys import create_api_key
 from service.topics import fact_rows
+from service.touchpoints import TouchpointRef
 
 Auth = Callable[[Role], dict[str, str]]
 Z = 1.959963984540054
@@ -144,7 +145,7 @@ def _seed(
             topic_rows.append({**common, "model_id": run.id, "origin": "fit"})
             facts += fact_rows(
                 **common,
-                touchpoints=[(t, "text") for t in r.touchpoints],
+                touchpoints=[TouchpointRef(t, "text") for t in r.touchpoints],
                 location=item.location,
                 source_id=item.source_id,
                 language=item.language,

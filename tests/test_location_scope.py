@@ -41,6 +41,7 @@ from service.feedback import FeedbackFilter, Scope
 from service.ingest.service import ingest_batch
 from service.keys import create_api_key
 from service.topics import fact_rows
+from service.touchpoints import TouchpointRef
 
 Auth = Callable[[Role], dict[str, str]]
 
@@ -133,7 +134,7 @@ def _add(
             sentence_id=sentence_id,
             item_id=item_id,
             topic_id=topic_id,
-            touchpoints=[("delivery_shipping", "text")],
+            touchpoints=[TouchpointRef("delivery_shipping", "text")],
             created_at=created,
             negative=negative,
             sentiment_score=score,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,10 +14,11 @@ from sqlalchemy.orm import Session
 from nlp.touchpoints import TaxonomyError, load_taxonomy, parse_taxonomy
 from service.config import Settings
 from service.db.engine import make_session_factory
-from service.db.models import Role, Source
+from service.db.models import FeedbackSentence, Role, Source
 from service.ingest.service import ingest_batch
 from service.pipeline import load_analyzer
 from service.scoring import score_pending
+from service.topics import fact_rows, touchpoints_for
 from service.touchpoints import TouchpointLabeler, active_taxonomy, label_pending
 
 Auth = Callable[[Role], dict[str, str]]
@@ -154,9 +156,13 @@ def test_a_sentence_that_praises_the_staff_and_blames_the_app_counts_at_each_its
         f"/v1/feedback/{both['id']}", params={"sentences": True}, headers=headers
     ).json()
     [sentence] = detail["sentences"]
+    sentence_id = session.scalars(
+        select(FeedbackSentence.id).where(FeedbackSentence.item_id == both["id"])
+    ).one()
     at = {t["touchpoint"]: t for t in sentence["touchpoints"]}
     assert at["staff"]["sentiment_label"] == "positive" and at["staff"]["from_clauses"], at
-    app_side = at.get("mobile_app") or at["checkout_payment"]
+    app_touchpoint = "mobile_app" if "mobile_app" in at else "checkout_payment"
+    app_side = at[app_touchpoint]
     assert app_side["sentiment_label"] == "negative" and app_side["from_clauses"], at
     assert sentence["sentiment"]["label"] != at["staff"]["sentiment_label"] or (
         sentence["sentiment"]["label"] != app_side["sentiment_label"]
@@ -168,6 +174,25 @@ def test_a_sentence_that_praises_the_staff_and_blames_the_app_counts_at_each_its
     }
     assert touchpoints["staff"]["negative_sentences"] == 0 and touchpoints["staff"]["average_sentiment"] > 0
     assert touchpoints["mobile_app"]["negative_sentences"] >= 1
+    refs = touchpoints_for(session, sentences=[(sentence_id, both["id"])])[sentence_id]
+    facts = {
+        fact["touchpoint"]: fact
+        for fact in fact_rows(
+            sentence_id=sentence_id,
+            item_id=both["id"],
+            topic_id=1,
+            touchpoints=refs,
+            created_at=datetime.now(UTC),
+            negative=sentence["sentiment"]["label"] == "negative",
+            sentiment_score=sentence["sentiment"]["score"],
+            similarity=1.0,
+            location=None,
+            source_id=1,
+            language="en",
+        )
+    }
+    assert not facts["staff"]["negative"] and facts["staff"]["sentiment_score"] > 0, "no pain point at staff"
+    assert facts[app_touchpoint]["negative"], "a pain point at the app"
     relabel = TouchpointLabeler(
         taxonomy=active_taxonomy(session), encoder=load_analyzer(scoring_settings).encoder
     )
