@@ -204,12 +204,14 @@ class SpacyPhrases:
 
     def __call__(self, texts: Sequence[str], *, excluded: Collection[str]) -> list[Phrases]:
         nlp = self._load()
-        return [self._phrases(doc, excluded) for doc in nlp.pipe(texts, batch_size=64)]
+        # The parser reads "APP CRASHES AT CHECKOUT" as one proper noun: shouted sentences are read lower-cased.
+        readable = (text.capitalize() if text.isupper() else text for text in texts)
+        return [self._phrases(doc, excluded) for doc in nlp.pipe(readable, batch_size=64)]
 
     def _load(self) -> Any:
         with self._lock:
             if self._nlp is None:
-                self._nlp = importlib.import_module(self.model).load(disable=["ner", "lemmatizer"])
+                self._nlp = importlib.import_module(self.model).load(disable=["ner"])
             return self._nlp
 
     @staticmethod
@@ -225,12 +227,17 @@ class SpacyPhrases:
                 phrases.setdefault(head, None)
                 for child in token.children:
                     if child.dep_ == "amod" and child.pos_ == "ADJ" and not child.is_stop:
-                        phrase = f"{child.lower_} {head}"
-                        phrases[phrase] = None if child.lower_ in _TONE_ONLY else child.lower_
+                        phrases[f"{child.lower_} {head}"] = _judging_word(child)
             said = _said_of(token, noun)
             if said:
-                phrases[said] = None if token.lower_ in _TONE_ONLY else token.lower_
+                phrases[said] = _judging_word(token)
         return phrases
+
+
+def _judging_word(token: Any) -> str | None:
+    """The word a judgement is pooled by, its lemma ("crashes", "crashing": crash); None for mere tone."""
+    lemma = (token.lemma_ or token.lower_).lower()
+    return None if lemma in _TONE_ONLY or token.lower_ in _TONE_ONLY else lemma
 
 
 def _said_of(token: Any, noun: Callable[[Any], str | None]) -> str | None:
@@ -313,10 +320,12 @@ def describe_topics(
         described.append(
             TopicText(
                 name="",
-                keywords=_select(
-                    weights, counts[topic], limit=config.top_keywords, min_count=_min_count(topic_distinct)
-                )
-                or _select(weights, counts[topic], limit=config.top_keywords, min_count=1),
+                keywords=_in_their_letters(
+                    _keywords(weights, counts[topic], limit=config.top_keywords),
+                    topic_distinct,
+                    languages,
+                    sentence_terms,
+                ),
                 keywords_by_language=_keywords_by_language(
                     topic_distinct, languages, sentence_terms, idf, config
                 ),
@@ -329,6 +338,24 @@ def describe_topics(
         for topic, topic_members in enumerate(members):
             described[topic].tone = _tone([negative[i] for i in topic_members])
     return described
+
+
+def _in_their_letters(
+    keywords: list[tuple[str, float]],
+    topic_members: Sequence[int],
+    languages: Sequence[str | None],
+    sentence_terms: Mapping[int, set[str]],
+) -> list[tuple[str, float]]:
+    """Each keyword as the language it is most said in writes it (an Arabic أيام, not the folded أیام)."""
+    wanted = {term for term, _ in keywords}
+    said_in: dict[str, Counter[str | None]] = defaultdict(Counter)
+    for i in topic_members:
+        for term in sentence_terms[i] & wanted:
+            said_in[term][languages[i]] += 1
+    return [
+        (display_term(term, said_in[term].most_common(1)[0][0] if said_in[term] else None), weight)
+        for term, weight in keywords
+    ]
 
 
 def _distinct(topic_members: Sequence[int], texts: Sequence[str]) -> list[int]:
@@ -399,17 +426,25 @@ def _pool_judgements(counts: Counter[str], judgements: Mapping[str, str]) -> Cou
     guy" said once each make "rude cashier" (its noun said most, then first alphabetically) count three."""
     said: dict[str, list[str]] = defaultdict(list)
     for phrase in counts:
-        if phrase in judgements and not set(phrase.split()) & _NOT_A_NAME:
+        if phrase in judgements:
             said[judgements[phrase]].append(phrase)
     pooled = Counter(counts)
     for phrases in said.values():
-        leading = min(phrases, key=lambda phrase: (-counts[phrase], phrase))
-        pooled[leading] = sum(counts[phrase] for phrase in phrases)
+        nameable = [phrase for phrase in phrases if not set(phrase.split()) & _NOT_A_NAME]
+        if nameable:
+            leading = min(nameable, key=lambda phrase: (-counts[phrase], phrase))
+            pooled[leading] = sum(counts[phrase] for phrase in phrases)
     return pooled
 
 
-def _min_count(topic_members: Sequence[int]) -> int:
-    return 2 if len(topic_members) >= 12 else 1
+def _keywords(
+    weights: Mapping[str, float], counts: Mapping[str, int], *, limit: int
+) -> list[tuple[str, float]]:
+    """Terms said in two sentences or more; a theme where none is gets its best three said once (a word one
+    customer used is a clue, not a keyword, so it never fills up the list)."""
+    return _select(weights, counts, limit=limit, min_count=2) or _select(
+        weights, counts, limit=3, min_count=1
+    )
 
 
 def _inverse_frequency(counts: Sequence[Counter[str]]) -> dict[str, float]:
