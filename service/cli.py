@@ -497,7 +497,7 @@ def topics_refit(
 
     from nlp.topics import TopicConfig
     from service.db.engine import make_session_factory
-    from service.topics import refit_topics
+    from service.topics import NothingToFitError, refit_topics
 
     try:
         config = TopicConfig.from_document(json.loads(config_file.read_text()) if config_file else {})
@@ -524,7 +524,10 @@ def topics_refit(
                 tasks[stage] = progress.add_task(stage, total=total or None)
             progress.update(tasks[stage], completed=done, total=total or None)
 
-        report = refit_topics(make_session_factory(engine), config=config, on_progress=on_progress)
+        try:
+            report = refit_topics(make_session_factory(engine), config=config, on_progress=on_progress)
+        except NothingToFitError as exc:
+            raise _fail(str(exc)) from exc
     events = ", ".join(f"{n} {event}" for event, n in sorted(report.events.items())) or "none"
     console.print(
         f"model {report.model_id}: {report.topics} topics from {report.sentences} sentences "

@@ -219,6 +219,10 @@ def current_model(session: Session) -> TopicModelRun | None:
     )
 
 
+class NothingToFitError(ValueError):
+    """A refit was asked for before any feedback was scored."""
+
+
 def refit_topics(
     session_factory: sessionmaker[Session],
     *,
@@ -229,6 +233,9 @@ def refit_topics(
     config = config or TopicConfig()
     report = on_progress or (lambda _stage, _done, _total: None)
     started = time.perf_counter()
+    with session_factory() as session:
+        if session.scalar(select(FeedbackSentence.id).limit(1)) is None:
+            raise NothingToFitError("no scored feedback yet: score it first (`cxmine score`), then refit")
     with session_factory() as session, session.begin():
         run = TopicModelRun(status="running", config=config.to_document())
         session.add(run)

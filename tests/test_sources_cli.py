@@ -124,3 +124,10 @@ def test_the_demo_collects_its_survey_inbox(cli: CliRunner, session: Session) ->
     assert refund.text.endswith("email me at [email]") and refund.location == "Dubai Mall"
     assert cli.invoke(cli_app, ["demo", "--if-empty"]).exit_code == 0
     assert len(session.scalars(select(Source).where(Source.name == "survey-inbox")).all()) == 1
+
+
+def test_a_refit_before_anything_is_scored_says_what_to_do(cli: CliRunner, session: Session) -> None:
+    result = cli.invoke(cli_app, ["topics", "refit"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "no scored feedback yet" in result.output and "cxmine score" in result.output
+    assert "Traceback" not in result.output
