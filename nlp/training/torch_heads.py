@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,15 +70,7 @@ def train_head(
     log: bool = True,
 ) -> MLPHead:
     """Train with AdamW and early stopping on dev loss; return the best module (in eval mode)."""
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    mean, scale = _standardiser(x_train)
-    module = MLPHead(
-        input_mean=mean, input_scale=scale, hidden=config.hidden, outputs=outputs, dropout=config.dropout
-    )
-    optimiser = torch.optim.AdamW(
-        module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    module = _new_module(x_train, outputs=outputs, config=config)
     xt, xd = torch.from_numpy(x_train), torch.from_numpy(x_dev)
     if kind == "softmax":
         yt, yd = (
@@ -101,24 +93,62 @@ def train_head(
             return nn.functional.cross_entropy(logits, target, reduction="none")
         return nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
 
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        weights = wt[index]
+        return (loss_of(module(xt[index]), yt[index]) * weights).sum() / weights.sum()
+
+    return _early_stopping(
+        module,
+        rows=len(xt),
+        batch_loss=batch_loss,
+        held_out_loss=lambda: float(loss_of(module(xd), yd).mean()),
+        held_out="dev loss",
+        config=config,
+        log=log,
+    )
+
+
+def _new_module(x_train: FloatArray, *, outputs: int, config: TrainConfig) -> MLPHead:
+    """A fresh head standardising inputs like ``x_train``, after seeding torch with ``config.seed``."""
+    torch.manual_seed(config.seed)
+    mean, scale = _standardiser(x_train)
+    return MLPHead(
+        input_mean=mean, input_scale=scale, hidden=config.hidden, outputs=outputs, dropout=config.dropout
+    )
+
+
+def _early_stopping(
+    module: MLPHead,
+    *,
+    rows: int,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    held_out_loss: Callable[[], float],
+    held_out: str,
+    config: TrainConfig,
+    log: bool,
+) -> MLPHead:
+    """AdamW over shuffled mini-batches of ``rows`` training rows; the epoch with the lowest held-out loss
+    wins (stopping after ``config.patience`` epochs without improvement). Returns the module in eval mode."""
+    generator = torch.Generator().manual_seed(config.seed)
+    optimiser = torch.optim.AdamW(
+        module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     best_loss, best_state, stale = float("inf"), None, 0
     for epoch in range(config.epochs):
         module.train()
-        order = torch.randperm(len(xt), generator=generator)
-        for start in range(0, len(order), config.batch_size):
-            index = order[start : start + config.batch_size]
+        order = torch.randperm(rows, generator=generator)
+        for start in range(0, rows, config.batch_size):
             optimiser.zero_grad()
-            weights = wt[index]
-            loss = (loss_of(module(xt[index]), yt[index]) * weights).sum() / weights.sum()
+            loss = batch_loss(order[start : start + config.batch_size])
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
         module.eval()
         with torch.no_grad():
-            dev_loss = float(loss_of(module(xd), yd).mean())
+            loss_now = held_out_loss()
         if log:
-            print(f"  epoch {epoch + 1:2d}  dev loss {dev_loss:.4f}", flush=True)
-        if dev_loss < best_loss - 1e-4:
-            best_loss, stale = dev_loss, 0
+            print(f"  epoch {epoch + 1:2d}  {held_out} {loss_now:.4f}", flush=True)
+        if loss_now < best_loss - 1e-4:
+            best_loss, stale = loss_now, 0
             best_state = {k: v.clone() for k, v in module.state_dict().items()}
         else:
             stale += 1
@@ -245,50 +275,30 @@ def train_served_head(
 
     Early stopping on the review loss of ``stop`` texts.
     """
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    mean, scale = _standardiser(train.sentences)
-    module = MLPHead(
-        input_mean=mean, input_scale=scale, hidden=config.hidden, outputs=outputs, dropout=config.dropout
-    )
-    optimiser = torch.optim.AdamW(
-        module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    module = _new_module(train.sentences, outputs=outputs, config=config)
     yt, ys = torch.from_numpy(np.asarray(y_train, np.int64)), torch.from_numpy(np.asarray(y_stop, np.int64))
     wt = torch.from_numpy(
         (sample_weight if sample_weight is not None else np.ones(len(train))).astype(np.float32)
     )
     every_stop = np.arange(len(stop))
-    best_loss, best_state, stale = float("inf"), None, 0
-    for epoch in range(config.epochs):
-        module.train()
-        order = torch.randperm(len(train), generator=generator).numpy()
-        for start in range(0, len(order), config.batch_size):
-            index = order[start : start + config.batch_size]
-            optimiser.zero_grad()
-            log_p = _served_log_probabilities(module, train, index)
-            weights = wt[index]
-            loss = (
-                nn.functional.nll_loss(log_p, yt[index], reduction="none") * weights
-            ).sum() / weights.sum()
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimiser.step()
-        module.eval()
-        with torch.no_grad():
-            stop_loss = float(nn.functional.nll_loss(_served_log_probabilities(module, stop, every_stop), ys))
-        if log:
-            print(f"  epoch {epoch + 1:2d}  held-out review loss {stop_loss:.4f}", flush=True)
-        if stop_loss < best_loss - 1e-4:
-            best_loss, stale = stop_loss, 0
-            best_state = {k: v.clone() for k, v in module.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    module.eval()
-    return module
+
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        rows = index.numpy()
+        weights = wt[index]
+        log_p = _served_log_probabilities(module, train, rows)
+        return (nn.functional.nll_loss(log_p, yt[index], reduction="none") * weights).sum() / weights.sum()
+
+    return _early_stopping(
+        module,
+        rows=len(train),
+        batch_loss=batch_loss,
+        held_out_loss=lambda: float(
+            nn.functional.nll_loss(_served_log_probabilities(module, stop, every_stop), ys)
+        ),
+        held_out="held-out review loss",
+        config=config,
+        log=log,
+    )
 
 
 def fit_served_temperature(module: MLPHead, texts: ServedTexts, target: NDArray[np.int64]) -> float:
