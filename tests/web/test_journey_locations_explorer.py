@@ -393,6 +393,31 @@ def test_item_page_and_bad_requests(site: TestClient, demo_keys: DemoKeys) -> No
     assert site.get("/feedback/export", params={"format": "pdf"}).status_code == 422
 
 
+def test_the_item_page_shows_the_sentiment_at_each_touchpoint_of_a_split_sentence(
+    site: TestClient, demo_keys: DemoKeys
+) -> None:
+    use_key(site, demo_keys.admin)
+    headers = admin_headers(demo_keys)
+    split = None
+    for item in api_feedback(site, demo_keys, {"q": "but", "language": "en", **API_PERIOD}):
+        detail = site.get(f"/v1/feedback/{item['id']}", params={"sentences": True}, headers=headers).json()
+        at = [t for s in detail["sentences"] for t in s["touchpoints"] if t["from_clauses"]]
+        if len({t["sentiment_label"] for t in at}) > 1:
+            split = (item["id"], at)
+            break
+    assert split is not None, "the demo has a sentence whose clauses disagree about two touchpoints"
+    item_id, at = split
+    page = site.get(f"/feedback/{item_id}").text
+    shown = {unescape(m) for m in re.findall(r'<span class="fx-at[^"]*"[^>]*>([^<]+)</span>', page)}
+    names = {t["touchpoint"]: t["sentiment_label"] for t in at}
+    assert (
+        len([text for text in shown if text.endswith(tuple(f": {label}" for label in names.values()))]) >= 2
+    ), (
+        shown,
+        names,
+    )
+
+
 # --------------------------------------------------------------------------------- location scoping
 
 

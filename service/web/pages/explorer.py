@@ -31,7 +31,7 @@ from service.feedback import (
     sentences_of_items,
 )
 from service.topics import ItemTopic, topics_of
-from service.touchpoints import touchpoints_of
+from service.touchpoints import sentence_touchpoints_of, touchpoints_of
 from service.web.auth import PageError
 from service.web.exports import export_format, export_response
 from service.web.pages.common import PageContext, PageDep, render_page
@@ -146,6 +146,8 @@ class ItemView:
     touchpoints: list[tuple[str, str, float]]
     topics: list[ItemTopic]
     sentences: list[tuple[str, FeedbackSentence]]
+    at_touchpoints: dict[int, list[tuple[str, str, str | None]]] = dataclasses.field(default_factory=dict)
+    """Sentence id -> its touchpoints (id, name, the sentiment there when its clauses gave one)."""
 
     @property
     def emotions(self) -> list[str]:
@@ -183,6 +185,7 @@ def item_views(session: Session, ctx: PageContext, items: list[FeedbackItem]) ->
     ids = [item.id for item in items]
     touchpoints, topics = touchpoints_of(session, item_ids=ids), visible_topics(session, ctx, ids)
     sentences = sentences_of_items(session, item_ids=ids)
+    at = sentence_touchpoints_of(session, sentence_ids=[s.id for found in sentences.values() for s in found])
     return [
         ItemView(
             item=item,
@@ -190,6 +193,10 @@ def item_views(session: Session, ctx: PageContext, items: list[FeedbackItem]) ->
             touchpoints=[(t, ctx.touchpoint_name(t), s) for t, s in touchpoints.get(item.id, [])],
             topics=topics.get(item.id, []),
             sentences=[(item.text[s.start : s.end], s) for s in sentences[item.id]],
+            at_touchpoints={
+                s.id: [(t, ctx.touchpoint_name(t), label) for t, _, label in at.get(s.id, [])]
+                for s in sentences[item.id]
+            },
         )
         for item in items
     ]
