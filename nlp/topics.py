@@ -800,19 +800,15 @@ def fit_topics(
     topics = []
     for new, old in enumerate(order):
         members = np.flatnonzero(labels == new)
-        centroid = unit_rows(aligned[members].mean(axis=0, keepdims=True))[0]
-        raw_centroid = unit_rows(embeddings[members].mean(axis=0, keepdims=True))[0]
-        closeness = aligned[members] @ centroid
-        representatives = [int(members[i]) for i in np.argsort(-closeness)[:5]]
         topics.append(
-            FoundTopic(
+            found_topic(
                 index=new,
-                size=len(members),
-                centroid=centroid,
-                raw_centroid=raw_centroid,
+                members=members,
+                centroid=unit_rows(aligned[members].mean(axis=0, keepdims=True))[0],
+                aligned=aligned,
+                embeddings=embeddings,
+                languages=languages,
                 keywords=keywords.get(new, []),
-                representatives=representatives,
-                languages=dict(Counter(languages[i] or "und" for i in members.tolist()).most_common()),
                 merged_from=len(groups[old]),
             )
         )
@@ -838,6 +834,31 @@ def fit_topics(
         outliers_before_reduction=outliers_in_fit,
         outliers_reduced=outliers_reduced,
         clusters_before_merge=len(clusters),
+    )
+
+
+def found_topic(
+    *,
+    index: int,
+    members: IntArray,
+    centroid: FloatArray,
+    aligned: FloatArray,
+    embeddings: FloatArray,
+    languages: Sequence[str | None],
+    keywords: list[tuple[str, float]],
+    merged_from: int,
+) -> FoundTopic:
+    """A fitted topic's record: size, centroids (aligned and raw), its five most central members, languages."""
+    closeness = aligned[members] @ centroid
+    return FoundTopic(
+        index=index,
+        size=len(members),
+        centroid=centroid,
+        raw_centroid=unit_rows(embeddings[members].mean(axis=0, keepdims=True))[0],
+        keywords=keywords,
+        representatives=[int(members[i]) for i in np.argsort(-closeness)[:5]],
+        languages=dict(Counter(languages[i] or "und" for i in members.tolist()).most_common()),
+        merged_from=merged_from,
     )
 
 

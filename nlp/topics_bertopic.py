@@ -54,7 +54,6 @@ import numpy as np
 from nlp.topics import (
     OUTLIER,
     FloatArray,
-    FoundTopic,
     IntArray,
     MultilingualTokenizer,
     ProgressCallback,
@@ -65,6 +64,7 @@ from nlp.topics import (
     _merge_groups,
     create_stage,
     fit_topics,
+    found_topic,
     stages,
     unit_rows,
 )
@@ -488,17 +488,15 @@ class BERTopicEngine:
             members = np.flatnonzero(labels == new)
             fit_members = fit_topics == old
             sources = set(original[fit_members].tolist()) - {OUTLIER}
-            centroid = centroids[new]
-            closeness = aligned[members] @ centroid
             topics.append(
-                FoundTopic(
+                found_topic(
                     index=new,
-                    size=len(members),
-                    centroid=centroid,
-                    raw_centroid=unit_rows(embeddings[members].mean(axis=0, keepdims=True))[0],
+                    members=members,
+                    centroid=centroids[new],
+                    aligned=aligned,
+                    embeddings=embeddings,
+                    languages=languages,
                     keywords=list(keywords.get(old, [])),
-                    representatives=[int(members[i]) for i in np.argsort(-closeness)[:5]],
-                    languages=dict(Counter(languages[i] or "und" for i in members.tolist()).most_common()),
                     merged_from=max(len(sources), 1),
                 )
             )
