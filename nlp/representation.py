@@ -46,6 +46,11 @@ _TONE_ONLY = _word_set(
     """good great nice bad best better worst amazing excellent awesome lovely fine ok okay perfect terrible
     awful horrible happy new old real whole usual"""
 )
+# Verbs that say nothing by themselves: "the app works", "the box came" name no problem.
+_LIGHT_VERBS = _word_set(
+    """be have do get go come look seem feel make take say tell know want need try give keep let put see
+    think become use ask call work happen show appear stay remain start"""
+)
 # Number words are numbers: keywords drop them as they drop digits.
 NUMBER_WORDS = _word_set(
     """one two three four five six seven eight nine ten twice
@@ -247,10 +252,10 @@ def _said_of(token: Any, noun: Callable[[Any], str | None]) -> str | None:
         return None
     if token.pos_ == "ADJ" or token.tag_ == "VBG":
         subject_of, dependency = token.head, token.dep_
-    elif token.pos_ == "VERB" and token.dep_ in ("ROOT", "conj"):
+    elif token.pos_ == "VERB" and token.dep_ in ("ROOT", "conj") and token.lemma_.lower() not in _LIGHT_VERBS:
         subject_of, dependency = token, "intransitive"
-        if any(c.dep_ in ("dobj", "attr", "ccomp", "xcomp", "prt") for c in token.children):
-            return None
+        if any(c.dep_ in ("dobj", "attr", "acomp", "oprd", "ccomp", "xcomp", "prt") for c in token.children):
+            return None  # "the home screen looks different" says "different", not "looks"
     else:
         return None
     if any(c.dep_ == "neg" for c in (*subject_of.children, *token.children)):

@@ -147,12 +147,18 @@ def test_english_phrases_say_what_is_wrong_with_what() -> None:
 @pytest.mark.skipif(not SpacyPhrases.available(), reason="spaCy's English model is not installed")
 def test_verbs_without_object_are_judgements_and_negation_or_mere_tone_is_not() -> None:
     phrases = SpacyPhrases()(
-        ["Since the update the app freezes.", "The staff were not rude.", "Great points, love them."],
+        [
+            "Since the update the app freezes.",
+            "The staff were not rude.",
+            "Great points, love them.",
+            "Updated the app today, the home screen looks different.",
+        ],
         excluded=set(),
     )
     assert phrases[0].get("app freezes") == "freeze", "pooled by its lemma"
     assert "rude staff" not in phrases[1], "a negated judgement says the opposite"
     assert phrases[2].get("great points", "absent") is None, "'great' is tone, not what is wrong"
+    assert "home screen looks" not in phrases[3], "a light verb with a complement says nothing itself"
 
 
 @pytest.mark.skipif(not SpacyPhrases.available(), reason="spaCy's English model is not installed")
