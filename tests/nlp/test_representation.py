@@ -196,3 +196,8 @@ def test_a_phrase_no_two_customers_share_gives_way_to_the_touchpoint() -> None:
     shared = _topic("cold food")
     name_topics([shared], fallback={0: "Product quality"})
     assert shared.name == "Cold food", "a phrase several customers say still names the theme"
+
+
+def test_thai_loanwords_of_feedback_stay_whole() -> None:
+    words = _words("อัปเดตแอปแล้วกดจ่ายเงินทีไรแอปเด้งออก แอปแครชตลอด", "th")
+    assert {"แอป", "แครช"} <= words and "แอ" not in words, words
