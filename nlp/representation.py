@@ -39,7 +39,7 @@ def _word_set(text: str) -> frozenset[str]:
 _NOT_A_NAME = _word_set(
     """day days week weeks weekend month months year years hour hours minute minutes time times today
     tomorrow yesterday tonight morning evening night pm am monday tuesday wednesday thursday friday saturday
-    sunday half second first third lot lots thing things stuff guy guys people way bit"""
+    sunday half second first third lot lots thing things stuff guy guys people way bit one ones kind sort"""
 )
 # Words of mere tone: "great points" says no more than the tone suffix ("Points praise") does.
 _TONE_ONLY = _word_set(
