@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nlp.analysis import SentimentResult
-from nlp.aspects import ClauseAspects, SentenceAspects, split_clauses
+from nlp.aspects import ClauseAspects
 from nlp.encoders import EncodeSentences
 from nlp.scorers import SentimentScorer
 from nlp.text.normalise import normalise_text
@@ -121,53 +121,38 @@ class TouchpointLabeler:
         if not sentences:
             return []
         embeddings = np.vstack([from_float16_bytes(s.embedding) for s in sentences])
-        assigned = self.classifier.assign(embeddings)
-        split = self._split_aspects(sentences, embeddings, texts)
-        rows: list[dict[str, Any]] = []
-        for index, (sentence, chosen) in enumerate(zip(sentences, assigned, strict=True)):
-            aspects = split.get(index)
-            base = {"sentence_id": sentence.id, "item_id": sentence.item_id}
-            if aspects is None:
-                rows.extend(
-                    {**base, "touchpoint": c.touchpoint, "score": c.score, **_SENTENCE_SENTIMENT}
-                    for c in chosen
-                )
-                continue
-            rows.extend(
-                {
-                    **base,
-                    "touchpoint": t.touchpoint,
-                    "score": t.score,
-                    "sentiment_label": t.sentiment.label if t.source == "clauses" else None,
-                    "sentiment_score": round(t.sentiment.score, 4) if t.source == "clauses" else None,
-                }
-                for t in aspects.touchpoints
-            )
-        return rows
-
-    def _split_aspects(
-        self, sentences: Any, embeddings: FloatArray, texts: dict[int, tuple[str, str | None]]
-    ) -> dict[int, SentenceAspects]:
-        """The aspects of the sentences that have several clauses, by their index in ``sentences``."""
         if self.aspects is None:
-            return {}
-        chosen = [
-            (index, texts[s.item_id][0][s.start : s.end], texts[s.item_id][1])
-            for index, s in enumerate(sentences)
-        ]
-        chosen = [(index, text, language) for index, text, language in chosen if len(split_clauses(text)) > 1]
-        if not chosen:
-            return {}
+            return [
+                {
+                    "sentence_id": s.id,
+                    "item_id": s.item_id,
+                    "touchpoint": c.touchpoint,
+                    "score": c.score,
+                    "sentiment_label": None,
+                    "sentiment_score": None,
+                }
+                for s, chosen in zip(sentences, self.classifier.assign(embeddings), strict=True)
+                for c in chosen
+            ]
+        # A sentence that does not split keeps its own sentiment at every touchpoint (source "sentence").
         analysed = self.aspects.analyse(
-            [text for _, text, _ in chosen],
-            embeddings=embeddings[[index for index, _, _ in chosen]],
-            sentiments=[_stored_sentiment(sentences[index]) for index, _, _ in chosen],
-            languages=[language for _, _, language in chosen],
+            [texts[s.item_id][0][s.start : s.end] for s in sentences],
+            embeddings=embeddings,
+            sentiments=[_stored_sentiment(s) for s in sentences],
+            languages=[texts[s.item_id][1] for s in sentences],
         )
-        return {index: aspects for (index, _, _), aspects in zip(chosen, analysed, strict=True)}
-
-
-_SENTENCE_SENTIMENT = {"sentiment_label": None, "sentiment_score": None}
+        return [
+            {
+                "sentence_id": s.id,
+                "item_id": s.item_id,
+                "touchpoint": t.touchpoint,
+                "score": t.score,
+                "sentiment_label": t.sentiment.label if t.source == "clauses" else None,
+                "sentiment_score": round(t.sentiment.score, 4) if t.source == "clauses" else None,
+            }
+            for s, aspects in zip(sentences, analysed, strict=True)
+            for t in aspects.touchpoints
+        ]
 
 
 def _stored_sentiment(sentence: Any) -> SentimentResult:
