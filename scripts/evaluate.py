@@ -44,6 +44,7 @@ from nlp.datasets import (
     load_sentiment,
 )
 from nlp.encoders import EncodeSentences
+from nlp.fork import EMOTION_HEAD_FILE, SENTIMENT_HEAD_FILE
 from nlp.heads import Head
 from nlp.registry import registry
 from nlp.touchpoints import Taxonomy, TouchpointClassifier, parse_taxonomy
@@ -291,6 +292,12 @@ def main() -> None:
     parser.add_argument("--encoder", default="onnx:var/models/e5-small-onnx")
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--cache", type=Path, default=Path("var/cache/embeddings"))
+    parser.add_argument(
+        "--fork",
+        type=Path,
+        default=None,
+        help="evaluate a forked top (its folder) and the heads in it; figures go under 'fork' and its card",
+    )
     parser.add_argument("--write-cards", action="store_true")
     parser.add_argument(
         "--shots", type=int, default=8, help="examples per label in the touchpoint taxonomies"
@@ -324,11 +331,21 @@ def main() -> None:
     args = parser.parse_args()
 
     step = encoder_step(args.encoder)
+    if args.fork is not None:
+        step["fork"] = str(args.fork)
     encoder = registry.create(step.pop("name"), **step)
     assert isinstance(encoder, EncodeSentences)
     cache = EmbeddingCache(encoder=encoder, folder=args.cache)
-    print(f"encoder: {encoder.name}\nmachine: {machine()}\n")
+    print(f"encoder: {encoder.head_input_name}\nmachine: {machine()}\n")
     summary: dict[str, Any] = {"encoder": encoder.name, "machine": machine()}
+    if args.fork is not None:
+        fork = evaluate_heads(cache, args, encoder_name=encoder.head_input_name)
+        summary = {"fork": {"encoder": encoder.head_input_name, "machine": machine(), **fork}}
+        path = args.models / "evaluation.json"
+        if path.exists():
+            summary = {**json.loads(path.read_text()), **summary}
+        path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        return
     if args.only != "topics":
         summary |= evaluate_heads(cache, args, encoder_name=encoder.name)
     if args.only != "heads":
@@ -351,17 +368,28 @@ def main() -> None:
 
 
 def evaluate_heads(cache: EmbeddingCache, args: argparse.Namespace, *, encoder_name: str) -> dict[str, Any]:
-    """Sentiment, emotion and touchpoint figures (printed; model cards written with --write-cards)."""
-    sentiment_head = Head.load(
-        args.models / "sentiment-e5-small" / "head.safetensors", expected_encoder=encoder_name
+    """Sentiment, emotion and touchpoint figures (printed; model cards written with --write-cards).
+
+    With ``--fork`` the heads are the fork's, scored on its affect embeddings, and the card is the fork's.
+    """
+    fork: Path | None = args.fork
+    heads = (
+        {"sentiment": fork / SENTIMENT_HEAD_FILE, "emotion": fork / EMOTION_HEAD_FILE}
+        if fork is not None
+        else {
+            "sentiment": args.models / "sentiment-e5-small" / "head.safetensors",
+            "emotion": args.models / "emotion-e5-small" / "head.safetensors",
+        }
     )
-    emotion_head = Head.load(
-        args.models / "emotion-e5-small" / "head.safetensors", expected_encoder=encoder_name
+    sentiment_head = Head.load(heads["sentiment"], expected_encoder=encoder_name)
+    emotion_head = Head.load(heads["emotion"], expected_encoder=encoder_name)
+    head_cache = (
+        EmbeddingCache(encoder=cache.encoder, folder=cache.folder.parent, affect=True) if fork else cache
     )
 
-    sentiment = evaluate_sentiment(cache, sentiment_head)
-    analyzer = served_analyzer(args.encoder, args.models)
-    served = evaluate_served(analyzer, cache=cache.folder / "served", cap=args.served_cap)
+    sentiment = evaluate_sentiment(head_cache, sentiment_head)
+    analyzer = served_analyzer(args.encoder, args.models, fork=fork)
+    served = evaluate_served(analyzer, cache=head_cache.folder / "served", cap=args.served_cap)
     served_tables = (
         f"### Whole-text embeddings vs the served path\n\n{gap_markdown(sentiment, served)}\n\n"
         f"### Served path, before calibration (the head alone; mixed at 0.5, no abstention)\n\n"
@@ -380,27 +408,41 @@ def evaluate_heads(cache: EmbeddingCache, args: argparse.Namespace, *, encoder_n
         f"(cap per data set: {served['cap_per_data_set'] or 'none'})."
     )
     print(f"## Sentiment, served path (dev)\n\n{served_tables}\n")
-    emotion = evaluate_emotion(cache, emotion_head)
+    emotion = evaluate_emotion(head_cache, emotion_head)
     sentiment_table, emotion_table = markdown(sentiment), markdown(emotion)
     xlmt = sentiment["xlmt_umsab_multilingual_sentiment"]["per_language"]
     xlmt_mean = float(np.mean([figures["macro_f1"] for figures in xlmt.values()]))
     print(f"## Sentiment (dev)\n\n{sentiment_table}\n")
     print(f"XLM-T eight-language mean macro-F1: {100 * xlmt_mean:.1f} (published XLM-T: 69.4)\n")
     print(f"## Emotion (dev)\n\n{emotion_table}\n")
-    touchpoints = evaluate_touchpoints(cache, shots=args.shots)
-    print(
-        f"## Touchpoint / aspect detection (dev, {args.shots} examples per label)\n\n{markdown(touchpoints)}\n"
-    )
-    mams = touchpoints["en_mams_acsa"]["overall"]
-    print(f"MAMS: micro-F1 {100 * mams['micro_f1']:.1f}, top-1 in gold {100 * mams['top1_in_gold']:.1f}\n")
     summary: dict[str, Any] = {
         "sentiment": sentiment,
         "sentiment_served": served,
         "emotion": emotion,
-        "touchpoints": touchpoints,
         "xlmt_mean_macro_f1": xlmt_mean,
     }
-    if args.write_cards:
+    if fork is None:  # touchpoints read the frozen encoder's embeddings: a fork does not change them
+        touchpoints = evaluate_touchpoints(cache, shots=args.shots)
+        print(
+            f"## Touchpoint / aspect detection (dev, {args.shots} examples per label)\n\n"
+            f"{markdown(touchpoints)}\n"
+        )
+        mams = touchpoints["en_mams_acsa"]["overall"]
+        print(
+            f"MAMS: micro-F1 {100 * mams['micro_f1']:.1f}, top-1 in gold {100 * mams['top1_in_gold']:.1f}\n"
+        )
+        summary["touchpoints"] = touchpoints
+    if args.write_cards and fork is not None:
+        write_card(
+            fork / "MODEL_CARD.md",
+            "### Sentiment, whole-text affect embeddings\n\n"
+            + sentiment_table
+            + f"\n\nXLM-T eight-language mean macro-F1: **{100 * xlmt_mean:.1f}** (published XLM-T: 69.4).\n\n"
+            + served_tables
+            + f"\n\n### Emotion (GoEmotions dev)\n\n{emotion_table}",
+            encoder=encoder_name,
+        )
+    elif args.write_cards:
         write_card(
             args.models / "sentiment-e5-small" / "MODEL_CARD.md",
             "### Whole-text embeddings (the head alone)\n\n"

@@ -82,7 +82,9 @@ def _pipeline_key(analyzer: PipelineAnalyzer) -> str:
         for step, name in zip(analyzer.steps, names, strict=True)
         if not name.startswith(("sentiment", "emotion"))
     ]
-    return json.dumps([SERVED_CACHE_FORMAT, analyzer.encoder.name, text_steps], sort_keys=True, default=repr)
+    return json.dumps(
+        [SERVED_CACHE_FORMAT, analyzer.encoder.head_input_name, text_steps], sort_keys=True, default=repr
+    )
 
 
 def run_served(
@@ -122,7 +124,7 @@ def run_served(
         ]
         for doc in analyzer.pipeline(make_docs(items)):
             found.append(doc.language)
-            embeddings.extend(s.embedding for s in doc.sentences)
+            embeddings.extend(s.head_input for s in doc.sentences)
             weights.extend(float(s.weight) for s in doc.sentences)
             counts.append(len(doc.sentences))
         if cache is not None and len(texts) > batch_size:
@@ -754,14 +756,23 @@ def served_markdown(figures: dict[str, Any]) -> str:
 # --- the whole evaluation, and the command line ----------------------------------------------------------
 
 
-def served_analyzer(encoder: str, models: Path) -> PipelineAnalyzer:
-    """The analyzer ``/v1/score`` builds (service.pipeline.load_analyzer), with the heads from ``models``."""
-    steps = default_steps(encoder=encoder_step(encoder))
-    if models.resolve() != MODELS_DIR:
-        for i, step in enumerate(steps):
-            if isinstance(step, dict) and step["name"] in ("sentiment.e5head.v1", "emotion.e5head.v1"):
-                folder = "sentiment-e5-small" if step["name"].startswith("sentiment") else "emotion-e5-small"
-                steps[i] = {**step, "path": str(models / folder / "head.safetensors")}
+def served_analyzer(encoder: str, models: Path, *, fork: Path | None = None) -> PipelineAnalyzer:
+    """The analyzer ``/v1/score`` builds (service.pipeline.load_analyzer), with the heads from ``models``, or
+    with a forked top and the heads in its folder."""
+    step = encoder_step(encoder)
+    if fork is not None:
+        step["fork"] = str(fork)
+    steps = default_steps(encoder=step)
+    if fork is None and models.resolve() != MODELS_DIR:
+        for i, head_step in enumerate(steps):
+            if isinstance(head_step, dict) and head_step["name"] in (
+                "sentiment.e5head.v1",
+                "emotion.e5head.v1",
+            ):
+                folder = (
+                    "sentiment-e5-small" if head_step["name"].startswith("sentiment") else "emotion-e5-small"
+                )
+                steps[i] = {**head_step, "path": str(models / folder / "head.safetensors")}
     return PipelineAnalyzer(steps=steps)
 
 
@@ -863,6 +874,9 @@ def main() -> None:
     )
     parser.add_argument("--encoder", default="onnx:var/models/e5-small-onnx")
     parser.add_argument("--models", type=Path, default=MODELS_DIR)
+    parser.add_argument(
+        "--fork", type=Path, default=None, help="a forked top's folder (its heads; --fit writes there)"
+    )
     parser.add_argument("--cache", type=Path, default=Path("var/cache/embeddings"))
     parser.add_argument("--cap", type=int, default=None, help="most dev texts taken from one data set")
     parser.add_argument(
@@ -876,8 +890,10 @@ def main() -> None:
     parser.add_argument("--ablation", action="store_true", help="also compare the fitting procedures")
     args = parser.parse_args()
 
-    analyzer = served_analyzer(args.encoder, args.models)
-    folder = args.cache / hashlib.sha256(analyzer.encoder.name.encode()).hexdigest()[:12] / "served"
+    analyzer = served_analyzer(args.encoder, args.models, fork=args.fork)
+    folder = (
+        args.cache / hashlib.sha256(analyzer.encoder.head_input_name.encode()).hexdigest()[:12] / "served"
+    )
     pool = build_pool(analyzer, cache=folder, cap=args.cap)
     head = analyzer.sentiment.head
     before = SentimentCalibration(temperature=head.temperature)
@@ -910,7 +926,7 @@ def main() -> None:
                 "on": f"served pipeline, all {len(pool)} dev texts of the sentiment data sets "
                 "(texts also seen in training left out)",
                 "by": "python -m scripts.served_sentiment --fit",
-                "encoder": analyzer.encoder.name,
+                "encoder": analyzer.encoder.head_input_name,
                 "head": f"{head.name}-{head.version}",
                 "date": f"{datetime.now(UTC):%Y-%m-%d}",
                 "cross_fitted_objective": served_figures(pool, out_of_fold)["objective"],
@@ -921,7 +937,7 @@ def main() -> None:
             "\n## Abstention thresholds with the fitted calibration (in-sample: all dev texts)\n\n"
             f"{abstention_markdown(pool, calibration)}\n"
         )
-        target = args.models / "sentiment-e5-small" / CALIBRATION_FILE
+        target = (args.fork or args.models / "sentiment-e5-small") / CALIBRATION_FILE
         calibration.save(target)
         print(f"\nwrote {target}: {json.dumps(calibration.to_dict())}")
 

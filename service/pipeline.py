@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from nlp.analyzer import PipelineAnalyzer, default_steps
+from nlp.fork import SHIPPED_FORK
 from service.config import Settings
 
 logger = logging.getLogger("cxmine.pipeline")
@@ -26,7 +27,10 @@ def encoder_step(settings: Settings) -> dict[str, Any]:
     if kind == "transformers":
         return {"name": "encoder.transformers.v1", "model": target}
     path = target or str(settings.effective_models_dir / ONNX_ENCODER_DIRNAME)
-    return {"name": "encoder.onnx.v1", "path": path}
+    step: dict[str, Any] = {"name": "encoder.onnx.v1", "path": path}
+    if settings.affect_fork != "none":
+        step["fork"] = str(SHIPPED_FORK if settings.affect_fork == "shipped" else settings.affect_fork)
+    return step
 
 
 _lock = threading.Lock()
