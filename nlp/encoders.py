@@ -111,14 +111,14 @@ class OnnxBackend:
             str(folder / model_file), options, providers=["CPUExecutionProvider"]
         )
         self._inputs = {i.name for i in self.session.get_inputs()}
-        self._outputs = [o.name for o in self.session.get_outputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
         self.dim = int(info.get("dim", self.session.get_outputs()[0].shape[-1]))
         self.fork: ForkedTop | None = None
         if fork:
             from nlp.fork import ForkedTop
 
             self.fork = ForkedTop(Path(fork).expanduser(), threads=threads)
-            if self.fork.spec.output_name not in self._outputs:
+            if self.fork.spec.output_name not in self.output_names:
                 raise ValueError(
                     f"the forked top {self.fork.name} reads {self.fork.spec.output_name!r}, which the encoder at "
                     f"{folder} does not output; rebuild it with `cxmine models build` (older builds lack it)"
@@ -147,7 +147,7 @@ class OnnxBackend:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         feeds = self._feeds(texts)
-        output = self.session.run(self._outputs[:1], feeds)[0]
+        output = self.session.run(self.output_names[:1], feeds)[0]
         pooled = output if output.ndim == 2 else _mean_pool(output, feeds["attention_mask"])
         return _normalise_rows(pooled)
 

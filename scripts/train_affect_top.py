@@ -293,7 +293,7 @@ def main() -> None:
 
     backend = OnnxBackend(path=str(args.encoder), threads=args.threads)
     output = tap_name(args.tap)
-    if output not in backend._outputs:
+    if output not in backend.output_names:
         sys.exit(
             f"{args.encoder} does not output {output}; rebuild it with `cxmine models build` (older builds lack it)"
         )

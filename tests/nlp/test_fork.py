@@ -63,7 +63,7 @@ def write_untrained_fork(folder: Path, *, tap: int = 10) -> Path:
 
 def test_the_default_build_exposes_the_tap_the_fork_reads(encoder_dir: Path) -> None:
     backend = OnnxBackend(path=str(encoder_dir))
-    assert backend._outputs == ["last_hidden_state", "hidden_state_10"]
+    assert backend.output_names == ["last_hidden_state", "hidden_state_10"]
     states, mask = backend.tapped(TEXTS, "hidden_state_10")
     assert states.shape[0] == len(TEXTS) and states.shape[2] == HIDDEN
     assert mask.sum(axis=1).min() >= 3
