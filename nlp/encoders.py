@@ -40,12 +40,14 @@ class EncoderBackend(Protocol):
         ...
 
 
-def _normalise_rows(matrix: NDArray[Any]) -> FloatArray:
+def normalise_rows(matrix: NDArray[Any]) -> FloatArray:
+    """Each row divided by its L2 norm."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return np.asarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def _mean_pool(hidden: NDArray[Any], mask: NDArray[Any]) -> FloatArray:
+def mean_pool(hidden: NDArray[Any], mask: NDArray[Any]) -> FloatArray:
+    """The mean of each row's hidden states over its real (unmasked) tokens."""
     weights = mask[..., None].astype(np.float32)
     return np.asarray((hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0), dtype=np.float32)
 
@@ -148,8 +150,8 @@ class OnnxBackend:
             return np.zeros((0, self.dim), np.float32)
         feeds = self._feeds(texts)
         output = self.session.run(self.output_names[:1], feeds)[0]
-        pooled = output if output.ndim == 2 else _mean_pool(output, feeds["attention_mask"])
-        return _normalise_rows(pooled)
+        pooled = output if output.ndim == 2 else mean_pool(output, feeds["attention_mask"])
+        return normalise_rows(pooled)
 
     def embed_with_affect(self, texts: Sequence[str]) -> tuple[FloatArray, FloatArray]:
         """The embeddings and, from the same encoder run, the fork's affect embeddings (the embeddings
@@ -160,7 +162,7 @@ class OnnxBackend:
         feeds = self._feeds(texts)
         last, tapped = self.session.run(["last_hidden_state", self.fork.spec.output_name], feeds)
         mask = feeds["attention_mask"]
-        return _normalise_rows(_mean_pool(last, mask)), self.fork(tapped, mask)
+        return normalise_rows(mean_pool(last, mask)), self.fork(tapped, mask)
 
     def tapped(self, texts: Sequence[str], output: str) -> tuple[FloatArray, NDArray[np.int64]]:
         """The hidden states of one tapped graph output and the attention mask (what a fork trains on)."""
@@ -216,9 +218,7 @@ class TransformersBackend:
         ).to(self.device)
         with self._torch.inference_mode():
             hidden = self.model(**batch).last_hidden_state
-        return _normalise_rows(
-            _mean_pool(hidden.float().cpu().numpy(), batch["attention_mask"].cpu().numpy())
-        )
+        return normalise_rows(mean_pool(hidden.float().cpu().numpy(), batch["attention_mask"].cpu().numpy()))
 
 
 class EncodeSentences:
@@ -286,7 +286,7 @@ class EncodeSentences:
         for doc in docs:
             weights = np.array([s.weight for s in doc.sentences], np.float32)
             stacked = np.vstack([s.embedding for s in doc.sentences])
-            doc.embedding = _normalise_rows((weights[:, None] * stacked).sum(axis=0, keepdims=True))[0]
+            doc.embedding = normalise_rows((weights[:, None] * stacked).sum(axis=0, keepdims=True))[0]
         return docs
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from nlp.encoders import mean_pool, normalise_rows
 from nlp.onnx_graph import LayerShape, build_top_graph, tap_name
 
 FloatArray = NDArray[np.float32]
@@ -84,13 +85,6 @@ class ForkSpec:
         )
 
 
-def _pooled(hidden: NDArray[Any], mask: NDArray[Any]) -> FloatArray:
-    weights = mask[..., None].astype(np.float32)
-    pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
-    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-    return np.asarray(pooled / np.maximum(norms, 1e-12), dtype=np.float32)
-
-
 class ForkedTop:
     """The fork's layers as an ONNX Runtime session: tapped hidden states + mask in, affect embeddings out."""
 
@@ -136,4 +130,4 @@ class ForkedTop:
         (last,) = self.session.run(
             ["last_hidden_state"], {"hidden_state": np.asarray(hidden, np.float32), "attention_mask": mask}
         )
-        return _pooled(last, mask)
+        return normalise_rows(mean_pool(last, mask))
