@@ -221,22 +221,25 @@ def test_empty_state_when_nothing_is_rated(web: TestClient, demo_keys: DemoKeys)
 def test_scoped_key_sees_only_its_stores(
     web: TestClient, demo_keys: DemoKeys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The demo's two stores have too few ratings for 10 per theme: compare the drivers with 3.
-    monkeypatch.setattr(drivers_page, "MIN_RESPONSES", 3)
+    # The demo's two stores have about ten NPS ratings in 8 weeks, and which ones fall in the window
+    # depends on the hour the demo was generated: compare with the largest floor that leaves drivers.
     sign_in(web, demo_keys.scoped)
     since_day, until_day, since, until = _days()
     others = [name for name in STORES if name not in SCOPED_LOCATIONS]
     cases: list[tuple[Metric, By]] = [("nps", "theme"), ("stars", "theme"), ("stars", "touchpoint")]
     for metric, by in cases:
-        html, page = _page(web, f"since={since_day}&until={until_day}&metric={metric}&by={by}")
         scope = Scope(since, until, locations=SCOPED_LOCATIONS)
-        report = _service(web, metric=metric, by=by, scope=scope, min_responses=3)
-        assert report.drivers, (metric, by)
+        reports = (_service(web, metric=metric, by=by, scope=scope, min_responses=n) for n in (3, 2, 1))
+        report = next((r for r in reports if r.drivers), None)
+        assert report is not None, (metric, by)
+        monkeypatch.setattr(drivers_page, "MIN_RESPONSES", report.min_responses)
+        html, page = _page(web, f"since={since_day}&until={until_day}&metric={metric}&by={by}")
         _assert_rows_are_the_report(page.rows, report)
         for name in others:
             assert name not in html, (metric, by, name)
         for row in page.rows[:3]:
             assert _export_count(web, page.links[row["data-driver"]]) == int(row["data-responses-with"])
+    monkeypatch.setattr(drivers_page, "MIN_RESPONSES", 3)
     scoped_api = web.get(
         "/v1/drivers", params={"min_responses": 3}, headers={"Authorization": f"Bearer {demo_keys.scoped}"}
     ).json()
