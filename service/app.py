@@ -32,6 +32,7 @@ from service.config import Settings, get_settings
 from service.db.engine import make_engine, make_session_factory
 from service.db.migrate import is_at_head
 from service.ingest.schemas import FeedbackItemIn
+from service.metrics import install_metrics
 from service.pipeline import ModelsUnavailableError, load_analyzer
 from service.scheduler import Scheduler, pipeline_jobs
 from service.touchpoints import TouchpointLabeler, active_taxonomy
@@ -79,7 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     session_factory=app.state.session_factory,
                     analyzer=app.state.analyzer,
                     webhook_client=app.state.webhook_client,
+                    metrics=app.state.job_metrics,
                 ),
+                metrics=app.state.job_metrics,
             )
             scheduler.start()
         app.state.scheduler = scheduler
@@ -127,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, limit_for_path=body_limit)
     app.openapi = lambda: _openapi_with_item_schema(app)  # type: ignore[method-assign]
     app.add_middleware(RequestLogMiddleware)
+    install_metrics(app, settings)  # outermost: every request is counted, refused ones too
     return app
 
 

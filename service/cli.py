@@ -782,12 +782,14 @@ def scheduler_run() -> None:
     from service.alerts import webhook_client
     from service.db.engine import make_session_factory
     from service.logging import configure_logging
+    from service.metrics import serve_job_metrics
     from service.pipeline import ModelsUnavailableError, load_analyzer
     from service.scheduler import Scheduler, pipeline_jobs
 
     settings = _settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     with _database() as (engine, _):
+        metrics = serve_job_metrics(settings)
         try:
             analyzer = load_analyzer(settings) if settings.scoring_enabled else None
         except ModelsUnavailableError as exc:
@@ -800,8 +802,13 @@ def scheduler_run() -> None:
                 engine=engine,
                 session_factory=factory,
                 jobs=pipeline_jobs(
-                    settings=settings, session_factory=factory, analyzer=analyzer, webhook_client=client
+                    settings=settings,
+                    session_factory=factory,
+                    analyzer=analyzer,
+                    webhook_client=client,
+                    metrics=metrics,
                 ),
+                metrics=metrics,
             )
 
             def shut_down(_signal: int, _frame: Any) -> None:

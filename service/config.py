@@ -124,6 +124,19 @@ class Settings(BaseSettings):
         default=None,
         description="The service's public base URL (https://cx.example.com): webhook links become absolute.",
     )
+    metrics_enabled: bool = Field(
+        default=True, description="Serve Prometheus metrics at GET /metrics (deploy/README.md)."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token GET /metrics requires; empty means none (keep /metrics off public networks).",
+    )
+    scheduler_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="`cxmine scheduler run` serves its job metrics on this port (at CXMINE_HOST); empty means none.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from sqlalchemy import Connection, Engine, delete, select, text, update
@@ -32,6 +33,9 @@ from service.collectors import (
 )
 from service.config import Settings
 from service.db.models import SchedulerRun, Source, utcnow
+
+if TYPE_CHECKING:
+    from service.metrics import JobMetrics
 
 logger = logging.getLogger("cxmine.scheduler")
 
@@ -194,6 +198,7 @@ class Scheduler:
         jobs: list[JobSpec],
         collect: bool = True,
         owner: str = PROCESS_OWNER,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -201,6 +206,9 @@ class Scheduler:
         self.jobs = jobs
         self.collect = collect
         self.owner = owner
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.watch(self)
         self.lock = leader_lock_for(engine, settings)
         self._stop = threading.Event()
         self._leading = threading.Event()
@@ -308,6 +316,7 @@ class Scheduler:
             return
         status, error = "completed", None
         token = CURRENT_TICK.set(tick)
+        started = time.monotonic()
         try:
             run(self._stop)
         except Exception as exc:  # one failing job must not stop the others
@@ -315,6 +324,8 @@ class Scheduler:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
         finally:
             CURRENT_TICK.reset(token)
+        if self.metrics is not None:
+            self.metrics.job_finished(job_id, time.monotonic() - started, failed=status == "failed")
         with self.session_factory() as session, session.begin():
             session.execute(
                 update(SchedulerRun)
@@ -425,6 +436,7 @@ def pipeline_jobs(
     session_factory: sessionmaker[Session],
     analyzer: Any,
     webhook_client: httpx.Client | None,
+    metrics: JobMetrics | None = None,
 ) -> list[JobSpec]:
     """Scoring (with touchpoint labelling), topics (the nightly refit, then assignment), and alerts."""
     from service.alerts import deliver_pending, delivery_options, evaluate_rules
@@ -436,9 +448,15 @@ def pipeline_jobs(
     if analyzer is not None and settings.scoring_enabled:
         labelers = LabelerCache(encoder=analyzer.encoder, sentiment=analyzer.sentiment)
 
+        on_progress = metrics.items_scored.inc if metrics is not None else None
+
         def score(stop: threading.Event) -> None:
             score_pending(
-                session_factory, analyzer=analyzer, batch_size=settings.scoring_batch_size, stop=stop
+                session_factory,
+                analyzer=analyzer,
+                batch_size=settings.scoring_batch_size,
+                stop=stop,
+                on_progress=on_progress,
             )
             labeler = labelers.current(session_factory)
             if labeler is not None and not stop.is_set():
