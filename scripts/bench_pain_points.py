@@ -5,7 +5,8 @@ end now, as the scorer, the touchpoint labeller and a topic refit would have lef
 each, sentence and item touchpoints, CX emotion tags, one topic model with 120 topics and the sentence
 topics, plus one planted spike (one topic at delivery_shipping in one location, in the last week). Rows
 go in by bulk insert (SQLite: executemany in one transaction, synchronous=OFF; PostgreSQL: COPY, FK
-triggers off for the load), then ANALYZE (PostgreSQL: VACUUM ANALYZE, what autovacuum would reach).
+triggers off for the load), the daily rollups are rebuilt from the facts, then ANALYZE (PostgreSQL: VACUUM
+ANALYZE, what autovacuum would reach).
 
 Then it starts `cxmine serve` (uvicorn, scoring off) on that database, creates an analyst key, and times
 sequential GET /v1/pain-points requests over a mix of query parameters, and GET /v1/topics.
@@ -54,6 +55,7 @@ from service.db.models import Role, Source, Topic, TopicModelRun
 from service.feedback import Scope
 from service.keys import create_api_key
 from service.painpoints import pain_point_report
+from service.rollups import rebuild_rollups
 from service.topics import current_model, topic_stats
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -773,7 +775,10 @@ def _small_tables(engine: Engine, plan: Plan) -> None:
 
 
 def _finish_topics(engine: Engine, stats: LoadStats) -> None:
-    """The topics' and the model's sentence counts, as a refit would have written them."""
+    """The topics' and the model's sentence counts, as a refit would have written them, and the daily
+    rollups (PostgreSQL's load runs with triggers off)."""
+    with make_session_factory(engine)() as session, session.begin():
+        rebuild_rollups(session)
     with engine.begin() as connection:
         for topic_id in range(1, TOPICS + 1):
             connection.execute(
@@ -1193,6 +1198,7 @@ def main() -> None:
             try:
                 if args.reuse and target_exists(target):
                     print(f"reusing the kept database; {server_version(target)}")
+                    migrate.upgrade(target.url)  # a database kept by an older cxmine gains the new tables
                 else:
                     reset(target)
                     print(server_version(target))

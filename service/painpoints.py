@@ -30,6 +30,7 @@ from service.db.models import (
     Topic,
 )
 from service.feedback import Scope
+from service.rollups import segment_sums, segments
 from service.trending import assess_trend
 
 Interval = Literal["hour", "day", "week"]
@@ -140,33 +141,16 @@ def pain_point_report(
     trend_start = until - step * (baseline + window)
     since = scope.since or trend_start
     buckets = baseline + window
-    created, negative = PainPointFact.created_at, PainPointFact.negative
-    in_period = created >= since
-
-    def total(condition: Any, value: Any = 1) -> Any:
-        return func.sum(case((condition, value), else_=0))
-
-    # One row per (topic, touchpoint): the period's totals and the negatives of each trailing bucket
-    # (0 = the latest), so the database aggregates and Python only reads a few columns per pain point.
     bounds = [until - step * index for index in range(buckets + 1)]
-    query = select(
-        PainPointFact.topic_id,
-        PainPointFact.touchpoint,
-        total(in_period).label("sentences"),
-        total(in_period & negative).label("negative"),
-        total(in_period, PainPointFact.sentiment_score).label("score_sum"),
-        total(in_period & negative, PainPointFact.sentiment_score).label("negative_score"),
-        *(
-            total(negative & (created >= bounds[index + 1]) & (created < bounds[index])).label(f"b{index}")
-            for index in range(buckets)
-        ),
+    # Hourly buckets and source or language filters read the facts; the rest reads the daily rollups.
+    period_rows = (
+        period_rows_from_facts
+        if interval == "hour" or scope.sources or scope.languages
+        else period_rows_from_rollups
     )
-    query = _in_scope(query, scope, since=min(since, trend_start), until=until)
-    if touchpoints is not None:
-        query = query.where(PainPointFact.touchpoint.in_(touchpoints))
-    if topic_ids:
-        query = query.where(PainPointFact.topic_id.in_(topic_ids))
-    rows = session.connection().execute(query.group_by(PainPointFact.topic_id, PainPointFact.touchpoint))
+    rows = period_rows(
+        session, since=since, bounds=bounds, scope=scope, touchpoints=touchpoints, topic_ids=topic_ids
+    )
 
     totals: dict[Key, PainPoint] = {}
     sums: dict[Key, tuple[float, float]] = {}
@@ -209,6 +193,74 @@ def pain_point_report(
         tested=len(candidates),
         pain_points=selected,
     )
+
+
+def period_rows_from_facts(
+    session: Session,
+    *,
+    since: datetime,
+    bounds: Sequence[datetime],
+    scope: Scope,
+    touchpoints: Collection[str] | None,
+    topic_ids: Sequence[int],
+) -> list[Sequence[Any]]:
+    """Per (topic, touchpoint): the period's totals and the negatives of each trailing bucket (0 = the
+    latest), aggregated by the database over the facts."""
+    created, negative = PainPointFact.created_at, PainPointFact.negative
+    in_period = created >= since
+
+    def total(condition: Any, value: Any = 1) -> Any:
+        return func.sum(case((condition, value), else_=0))
+
+    query = select(
+        PainPointFact.topic_id,
+        PainPointFact.touchpoint,
+        total(in_period).label("sentences"),
+        total(in_period & negative).label("negative"),
+        total(in_period, PainPointFact.sentiment_score).label("score_sum"),
+        total(in_period & negative, PainPointFact.sentiment_score).label("negative_score"),
+        *(
+            total(negative & (created >= bounds[index + 1]) & (created < bounds[index])).label(f"b{index}")
+            for index in range(len(bounds) - 1)
+        ),
+    )
+    query = _in_scope(query, scope, since=min(since, bounds[-1]), until=bounds[0])
+    if touchpoints is not None:
+        query = query.where(PainPointFact.touchpoint.in_(touchpoints))
+    if topic_ids:
+        query = query.where(PainPointFact.topic_id.in_(topic_ids))
+    return list(
+        session.connection().execute(query.group_by(PainPointFact.topic_id, PainPointFact.touchpoint))
+    )
+
+
+def period_rows_from_rollups(
+    session: Session,
+    *,
+    since: datetime,
+    bounds: Sequence[datetime],
+    scope: Scope,
+    touchpoints: Collection[str] | None,
+    topic_ids: Sequence[int],
+) -> list[Sequence[Any]]:
+    """The rows of ``period_rows_from_facts`` from the daily rollups (for scopes without source or
+    language filters), exact to the second."""
+    parts = segments(since=since, bounds=bounds)
+    sums = segment_sums(
+        session, parts=parts, locations=scope.locations, touchpoints=touchpoints, topic_ids=topic_ids
+    )
+    rows: list[Sequence[Any]] = []
+    for key, by_segment in sums.items():
+        totals = [0.0] * 4
+        buckets = [0] * (len(bounds) - 1)
+        for index, values in by_segment.items():
+            part = parts[index]
+            if part.in_period:
+                totals = [a + b for a, b in zip(totals, values, strict=True)]
+            if part.bucket is not None:
+                buckets[part.bucket] += round(values[1])
+        rows.append((*key, round(totals[0]), round(totals[1]), totals[2], totals[3], *buckets))
+    return rows
 
 
 def list_pain_points(session: Session, *, scope: Scope, **options: Any) -> list[PainPoint]:

@@ -35,6 +35,8 @@ TABLES = {
     "topic_lineage",
     "sentence_topics",
     "pain_point_facts",
+    "pain_point_days",
+    "pain_point_location_days",
     "pain_points",
     "pain_point_events",
     "alert_rules",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -440,6 +441,35 @@ class PainPointFact(Base):
         Index("ix_pain_point_facts_topic", "topic_id", "touchpoint", "created_at"),
         Index("ix_pain_point_facts_item", "item_id"),
     )
+
+
+class PainPointDay(Base):
+    """One day's pain-point facts of a topic at a touchpoint, summed; kept by triggers on the facts."""
+
+    __tablename__ = "pain_point_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sentences: Mapped[int] = mapped_column(Integer)
+    negative: Mapped[int] = mapped_column(Integer)
+    score_sum: Mapped[float] = mapped_column(Float)
+    negative_score: Mapped[float] = mapped_column(Float)
+
+
+class PainPointLocationDay(Base):
+    """``PainPointDay`` per store, for store-scoped queries; facts without a location are not in it."""
+
+    __tablename__ = "pain_point_location_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    location: Mapped[str] = mapped_column(String(200), primary_key=True)
+    topic_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sentences: Mapped[int] = mapped_column(Integer)
+    negative: Mapped[int] = mapped_column(Integer)
+    score_sum: Mapped[float] = mapped_column(Float)
+    negative_score: Mapped[float] = mapped_column(Float)
 
 
 class PainPointState(Base):
