@@ -9,9 +9,10 @@ from itertools import islice
 from sqlalchemy.orm import Session
 
 from scrapers.contract import RatingScale
-from scrapers.files import ColumnMapping, DecodedFile, FileFormat, read_feedback_file
+from scrapers.files import ColumnMapping, DecodedFile, FileFormat, ParsedRow, read_feedback_file
 from service.db.models import ImportAudit
 from service.errors import FieldError
+from service.ingest.copy import import_connection
 from service.ingest.schemas import FeedbackItemIn
 from service.ingest.service import (
     FeedbackStore,
@@ -60,6 +61,9 @@ def import_file(
 ) -> tuple[ImportAudit, DecodedFile, list[ItemResult]]:
     """Import a whole file; each chunk is committed, so a crash loses nothing already stored.
 
+    Each chunk goes in as one bulk insertion (COPY into a staging table on PostgreSQL, one executemany
+    on SQLite: ``service.ingest.copy``).
+
     File-level problems raise ``FileFormatError`` before anything is written.
     """
     decoded, rows = read_feedback_file(
@@ -88,35 +92,44 @@ def import_file(
     session.commit()
     store = FeedbackStore(session, author_salt=author_salt)
     results: list[ItemResult] = []
-    try:
-        while chunk := list(islice(rows, chunk_rows)):
-            chunk_results: dict[int, ItemResult] = {}
-            valid: list[tuple[int, FeedbackItemIn]] = []
-            for row in chunk:
-                if row.error is not None or row.item is None:
-                    error = FieldError(field="(row)", message=row.error or "unreadable row")
-                    chunk_results[row.row_number] = ItemResult(row.row_number, "rejected", errors=[error])
-                    continue
-                outcome = validate_item(row.item, max_text_chars=max_text_chars)
-                if isinstance(outcome, FeedbackItemIn):
-                    valid.append((row.row_number, outcome))
-                else:
-                    chunk_results[row.row_number] = ItemResult(
-                        row.row_number, "rejected", errors=outcome, external_id=row.item.get("external_id")
-                    )
-            for result in store.store(valid, import_id=audit.id):
-                chunk_results[result.index] = result
-            ordered = [chunk_results[row.row_number] for row in chunk]
-            record_results(audit, ordered, row_label="row")
+    with import_connection(session):
+        try:
+            while chunk := list(islice(rows, chunk_rows)):
+                chunk_results, valid = _validate_chunk(chunk, max_text_chars=max_text_chars)
+                for result in store.store(valid, import_id=audit.id):
+                    chunk_results[result.index] = result
+                ordered = [chunk_results[row.row_number] for row in chunk]
+                record_results(audit, ordered, row_label="row")
+                session.commit()
+                results.extend(ordered)
+                if on_progress is not None:
+                    on_progress(len(chunk))
+        except BaseException:
+            session.rollback()
+            finish_import(audit, status="failed")
             session.commit()
-            results.extend(ordered)
-            if on_progress is not None:
-                on_progress(len(chunk))
-    except BaseException:
-        session.rollback()
-        finish_import(audit, status="failed")
+            raise
+        finish_import(audit)
         session.commit()
-        raise
-    finish_import(audit)
-    session.commit()
     return audit, decoded, results
+
+
+def _validate_chunk(
+    chunk: list[ParsedRow], *, max_text_chars: int
+) -> tuple[dict[int, ItemResult], list[tuple[int, FeedbackItemIn]]]:
+    """The chunk's rejected rows as results, and its valid items by row number."""
+    rejected: dict[int, ItemResult] = {}
+    valid: list[tuple[int, FeedbackItemIn]] = []
+    for row in chunk:
+        if row.error is not None or row.item is None:
+            error = FieldError(field="(row)", message=row.error or "unreadable row")
+            rejected[row.row_number] = ItemResult(row.row_number, "rejected", errors=[error])
+            continue
+        outcome = validate_item(row.item, max_text_chars=max_text_chars)
+        if isinstance(outcome, FeedbackItemIn):
+            valid.append((row.row_number, outcome))
+        else:
+            rejected[row.row_number] = ItemResult(
+                row.row_number, "rejected", errors=outcome, external_id=row.item.get("external_id")
+            )
+    return rejected, valid

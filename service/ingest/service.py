@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -13,12 +12,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Insert, Table, select, text, update
+from sqlalchemy import Insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.db.models import FeedbackItem, ImportAudit, Source, utcnow
 from service.errors import FieldError, field_errors_from_pydantic
+from service.ingest.copy import copy_insert, sqlite_insert
+from service.ingest.near_duplicates import NearDuplicateFlagger
 from service.ingest.schemas import FeedbackItemIn
 
 ItemStatus = Literal["stored", "duplicate", "rejected"]
@@ -85,8 +86,19 @@ NEAR_DUPLICATE_MIN_CHARS = 24
 def normalised_words(text: str) -> str:
     """The words of a text alone: no case, punctuation, links, @handles or emoji, single-spaced."""
     normalised = unicodedata.normalize("NFKC", _HANDLE.sub(" ", _URL.sub(" ", text))).casefold()
-    kept = "".join(char if unicodedata.category(char)[0] in "LNM" else " " for char in normalised)
-    return " ".join(kept.split())
+    return " ".join(normalised.translate(_WORD_CHARS).split())
+
+
+class _WordChars(dict[int, int]):
+    """A str.translate table that keeps letters, numbers and marks and blanks the rest, filled as met."""
+
+    def __missing__(self, code: int) -> int:
+        kept = code if unicodedata.category(chr(code))[0] in "LNM" else ord(" ")
+        self[code] = kept
+        return kept
+
+
+_WORD_CHARS = _WordChars()
 
 
 def text_fingerprint(text: str) -> str | None:
@@ -126,6 +138,7 @@ class FeedbackStore:
         self.session = session
         self.author_salt = author_salt
         self._source_ids: dict[str, int] = {}
+        self._flagger = NearDuplicateFlagger(session)
         self.near_duplicates = 0
 
     def source_id(self, name: str) -> int:
@@ -168,14 +181,15 @@ class FeedbackStore:
         # concurrent writer that wins a race simply makes our copy a duplicate of its row.
         ids: dict[tuple[int, str], int] = {}
         inserted: set[tuple[int, str]] = set()
-        for row_id, source_id, dedup in self._insert_new(list(pending.values())):
+        for row_id, source_id, dedup, is_new in self._insert_new(list(pending.values())):
             ids[(source_id, dedup)] = row_id
-            inserted.add((source_id, dedup))
+            if is_new:
+                inserted.add((source_id, dedup))
         missing = [key for key in pending if key not in ids]
         if missing:
             ids.update(self._existing_ids(missing))
-        self.near_duplicates += self._flag_near_duplicates(
-            [(ids[key], key[0], pending[key]["text_fingerprint"]) for key in inserted]
+        self.near_duplicates += self._flagger.flag(
+            (ids[key], key[0], pending[key]["text_fingerprint"]) for key in inserted
         )
 
         results: list[ItemResult] = []
@@ -194,64 +208,14 @@ class FeedbackStore:
             )
         return results
 
-    def _insert_new(self, rows: list[dict[str, Any]]) -> Iterable[Sequence[Any]]:
-        """Insert rows whose (source, dedup key) is new; yield (id, source_id, dedup_key) of those inserted."""
+    def _insert_new(self, rows: list[dict[str, Any]]) -> list[tuple[int, int, str, bool]]:
+        """Insert rows whose (source, dedup key) is new: (id, source_id, dedup_key, inserted) of those inserted
+        and of any already stored rows the insertion saw (PostgreSQL); the others are looked up after."""
         if not rows:
             return []
         if self.session.get_bind().dialect.name == "postgresql":
-            # One statement with a column array per field: psycopg would otherwise parse a
-            # 19,000-placeholder VALUES list per chunk, which halves the import rate.
-            arrays = {column: [row[column] for row in rows] for column in _PG_ARRAY_TYPES}
-            arrays["metadata"] = [json.dumps(value, ensure_ascii=False) for value in arrays["metadata"]]
-            return self.session.execute(_PG_UNNEST_INSERT, arrays)
-        table = Table("feedback_items", FeedbackItem.metadata)
-        statement = (
-            sqlite.insert(table)
-            .on_conflict_do_nothing(index_elements=["source_id", "dedup_key"])
-            .returning(table.c.id, table.c.source_id, table.c.dedup_key)
-        )
-        return self.session.connection().execute(statement, rows)
-
-    def _flag_near_duplicates(self, stored: list[tuple[int, int, str | None]]) -> int:
-        """Point each new item at the earliest item of another source with the same words; count them."""
-        by_fingerprint: dict[str, list[tuple[int, int]]] = {}
-        for item_id, source_id, fingerprint in stored:
-            if fingerprint is not None:
-                by_fingerprint.setdefault(fingerprint, []).append((item_id, source_id))
-        if not by_fingerprint:
-            return 0
-        earliest: dict[str, list[tuple[int, int]]] = {}
-        fingerprints = list(by_fingerprint)
-        for start in range(0, len(fingerprints), 500):
-            rows = self.session.execute(
-                select(FeedbackItem.text_fingerprint, FeedbackItem.id, FeedbackItem.source_id)
-                .where(FeedbackItem.text_fingerprint.in_(fingerprints[start : start + 500]))
-                .order_by(FeedbackItem.id)
-            )
-            for fingerprint, item_id, source_id in rows:
-                if fingerprint is not None:
-                    earliest.setdefault(fingerprint, []).append((item_id, source_id))
-        flags: dict[int, int] = {}
-        for fingerprint, new_items in by_fingerprint.items():
-            for item_id, source_id in new_items:
-                original = next(
-                    (
-                        other
-                        for other, other_source in earliest.get(fingerprint, [])
-                        if other_source != source_id and other < item_id
-                    ),
-                    None,
-                )
-                if original is not None:
-                    flags[item_id] = original
-        for item_id, original in flags.items():
-            self.session.execute(
-                update(FeedbackItem)
-                .where(FeedbackItem.id == item_id)
-                .values(near_duplicate_of=original)
-                .execution_options(synchronize_session=False)
-            )
-        return len(flags)
+            return copy_insert(self.session, rows)
+        return sqlite_insert(self.session, rows)
 
     def _existing_ids(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], int]:
         by_source: dict[int, list[str]] = {}
@@ -308,36 +272,6 @@ class FeedbackStore:
         dialect = self.session.get_bind().dialect.name
         insert: Callable[[Any], Insert] = postgresql.insert if dialect == "postgresql" else sqlite.insert
         return insert(target)
-
-
-_PG_ARRAY_TYPES = {
-    "source_id": "integer[]",
-    "external_id": "text[]",
-    "dedup_key": "text[]",
-    "text": "text[]",
-    "language": "text[]",
-    "created_at": "timestamptz[]",
-    "created_at_given": "boolean[]",
-    "utc_offset_minutes": "smallint[]",
-    "collected_at": "timestamptz[]",
-    "rating_value": "float8[]",
-    "rating_scale": "text[]",
-    "location": "text[]",
-    "product": "text[]",
-    "channel": "text[]",
-    "author_hash": "text[]",
-    "metadata": "jsonb[]",
-    "content_hash": "text[]",
-    "import_id": "integer[]",
-    "text_fingerprint": "text[]",
-}
-_PG_COLUMNS = ", ".join(_PG_ARRAY_TYPES)
-_PG_ARRAYS = ", ".join(f"CAST(:{column} AS {sql_type})" for column, sql_type in _PG_ARRAY_TYPES.items())
-# Built from the constant column table above, never from input: no injection surface.
-_PG_UNNEST_INSERT = text(
-    f"INSERT INTO feedback_items ({_PG_COLUMNS}) SELECT * FROM unnest({_PG_ARRAYS}) "  # noqa: S608
-    "ON CONFLICT (source_id, dedup_key) DO NOTHING RETURNING id, source_id, dedup_key"
-)
 
 
 def start_import(
