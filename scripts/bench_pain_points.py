@@ -55,7 +55,7 @@ from service.db.models import Role, Source, Topic, TopicModelRun
 from service.feedback import Scope
 from service.keys import create_api_key
 from service.painpoints import pain_point_report
-from service.rollups import rebuild_rollups
+from service.rollup_upkeep import rebuild_rollups
 from service.topics import current_model, topic_stats
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -14,17 +14,17 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Literal
 
-from sqlalchemy import Date, and_, case, cast, delete, func, or_, select
+from sqlalchemy import case, column, false, func, select, text
 from sqlalchemy.orm import Session
 
-from service.db.models import PainPointDay, PainPointFact, PainPointLocationDay
+from service.db.models import PainPointDay, PainPointDimensionDay, PainPointFact
 
 ONE_DAY = timedelta(days=1)
 SUMS = ("sentences", "negative", "score_sum", "negative_score")
 Key = tuple[int, str]
-Sums = list[float]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,44 @@ class Segment:
     end: datetime
     bucket: int | None
     in_period: bool
+
+
+Dimension = Literal["location", "source", "language"]
+FACT_DIMENSION: dict[Dimension, Any] = {
+    "location": PainPointFact.location,
+    "source": PainPointFact.source_id,
+    "language": PainPointFact.language,
+}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What narrows the sums: at most one dimension's values (stores, source ids or languages), touchpoints
+    and topics (empty or None: all)."""
+
+    dimension: Dimension | None = None
+    values: Collection[str] = ()
+    touchpoints: Collection[str] | None = None
+    topic_ids: Collection[int] = ()
+
+    @property
+    def table(self) -> Any:
+        """The rollup these filters read: the dimension rollup when a dimension narrows them."""
+        return PainPointDimensionDay if self.dimension else PainPointDay
+
+    def apply(self, query: Any, table: Any) -> Any:
+        """``query`` over ``table`` (a rollup, or the facts' columns) narrowed by these filters."""
+        if self.dimension and table is PainPointDimensionDay:
+            query = query.where(table.dimension == self.dimension, table.value.in_(self.values))
+        elif self.dimension:
+            column = getattr(table, "source_id" if self.dimension == "source" else self.dimension)
+            values = [int(v) for v in self.values] if self.dimension == "source" else self.values
+            query = query.where(column.in_(values))
+        if self.touchpoints is not None:
+            query = query.where(table.touchpoint.in_(self.touchpoints))
+        if self.topic_ids:
+            query = query.where(table.topic_id.in_(self.topic_ids))
+        return query
 
 
 @dataclass(frozen=True)
@@ -91,155 +129,101 @@ def _pieces(parts: Sequence[Segment], *, begin: datetime, end: datetime) -> list
     return pieces
 
 
-def segment_sums(
+def period_figures(
     session: Session,
     *,
     parts: Sequence[Segment],
-    locations: Collection[str] = (),
-    touchpoints: Collection[str] | None = None,
-    topic_ids: Collection[int] = (),
-) -> dict[Key, dict[int, Sums]]:
-    """Per (topic, touchpoint) and segment: sentences, negatives, the sum of scores, the negatives' sum."""
+    buckets: int,
+    filters: Filters,
+) -> dict[Key, list[float]]:
+    """Per (topic, touchpoint): the period's sentences, negatives, sum of scores and the negatives' sum,
+    then the negatives of each trend bucket (0 = the latest)."""
     assigned, moves = day_plan(parts)
-    result: dict[Key, dict[int, Sums]] = defaultdict(lambda: defaultdict(lambda: [0.0] * len(SUMS)))
+    result: dict[Key, list[float]] = defaultdict(lambda: [0.0] * (len(SUMS) + buckets))
+    connection = session.connection()
     if assigned:
-        rollup = _rollup_query(assigned, locations=locations, touchpoints=touchpoints, topic_ids=topic_ids)
-        for row in session.execute(rollup):
-            if row.segment is not None:
-                _add(result[(row.topic_id, row.touchpoint)][int(row.segment)], row[3:], 1)
-    moving = [(piece, day_segment) for piece, day_segment in moves if day_segment != piece.segment]
-    if moving:
-        facts = _moved_facts_query(moving, locations=locations, touchpoints=touchpoints, topic_ids=topic_ids)
-        for row in session.execute(facts):
-            piece, day_segment = moving[int(row.piece)]
-            sums = result[(row.topic_id, row.touchpoint)]
-            if piece.segment is not None:
-                _add(sums[piece.segment], row[3:], 1)
-            if day_segment is not None:
-                _add(sums[day_segment], row[3:], -1)
+        for row in connection.execute(_rollup_query(assigned, parts=parts, buckets=buckets, filters=filters)):
+            result[(row[0], row[1])] = [float(value or 0) for value in row[2:]]
+    # One range scan per piece: an OR of ranges would make SQLite scan every fact.
+    for piece, day_segment in moves:
+        if day_segment == piece.segment:
+            continue
+        query = _piece_facts_query(piece, filters=filters, sqlite=connection.dialect.name == "sqlite")
+        for row in connection.execute(query):
+            figures = result[(row[0], row[1])]
+            _credit(figures, parts, piece.segment, row[2:], 1)
+            _credit(figures, parts, day_segment, row[2:], -1)
     return result
 
 
-def _add(target: Sums, values: Sequence[Any], sign: int) -> None:
-    for index, value in enumerate(values):
-        target[index] += sign * float(value or 0)
+def _credit(
+    figures: list[float], parts: Sequence[Segment], segment: int | None, sums: Any, sign: int
+) -> None:
+    """Add (or take away) one piece's sums where its segment counts: the period totals, its bucket."""
+    if segment is None:
+        return
+    part = parts[segment]
+    if part.in_period:
+        for index, value in enumerate(sums):
+            figures[index] += sign * float(value or 0)
+    if part.bucket is not None:
+        figures[len(SUMS) + part.bucket] += sign * float(sums[1] or 0)
 
 
 def _rollup_query(
     assigned: dict[date, int],
     *,
-    locations: Collection[str],
-    touchpoints: Collection[str] | None,
-    topic_ids: Collection[int],
+    parts: Sequence[Segment],
+    buckets: int,
+    filters: Filters,
 ) -> Any:
-    table: Any = PainPointLocationDay if locations else PainPointDay
-    ranges: dict[int, list[date]] = defaultdict(list)
-    for day, index in assigned.items():
-        ranges[index].append(day)
-    segment = case(
-        *((table.day.between(min(days), max(days)), index) for index, days in ranges.items()), else_=None
-    )
+    table = filters.table
+    in_period = _on_days(table.day, [d for d, i in assigned.items() if parts[i].in_period])
+    by_bucket = [
+        _on_days(table.day, [d for d, i in assigned.items() if parts[i].bucket == b]) for b in range(buckets)
+    ]
     query = select(
         table.topic_id,
         table.touchpoint,
-        segment.label("segment"),
-        *(func.sum(getattr(table, name)) for name in SUMS),
+        *(func.sum(case((in_period, getattr(table, name)), else_=0)) for name in SUMS),
+        *(func.sum(case((days, table.negative), else_=0)) for days in by_bucket),
     ).where(table.day.between(min(assigned), max(assigned)))
-    if locations:
-        query = query.where(table.location.in_(locations))
-    if touchpoints is not None:
-        query = query.where(table.touchpoint.in_(touchpoints))
-    if topic_ids:
-        query = query.where(table.topic_id.in_(topic_ids))
-    return query.group_by(table.topic_id, table.touchpoint, segment)
+    return filters.apply(query, table).group_by(table.topic_id, table.touchpoint)
 
 
-def _moved_facts_query(
-    moving: Sequence[tuple[Piece, int | None]],
-    *,
-    locations: Collection[str],
-    touchpoints: Collection[str] | None,
-    topic_ids: Collection[int],
-) -> Any:
-    created, negative = PainPointFact.created_at, PainPointFact.negative
-    inside = [and_(created >= piece.start, created < piece.end) for piece, _ in moving]
-    piece = case(*((condition, index) for index, condition in enumerate(inside)), else_=None)
+def _on_days(column: Any, days: Sequence[date]) -> Any:
+    """``column`` is one of ``days``: a BETWEEN when they are consecutive, as they are but for odd cuts."""
+    if not days:
+        return false()
+    first, last = min(days), max(days)
+    if (last - first).days + 1 == len(set(days)):
+        return column.between(first, last)
+    return column.in_(sorted(set(days)))
+
+
+def _piece_facts_query(piece: Piece, *, filters: Filters, sqlite: bool) -> Any:
+    """The facts of one piece summed per (topic, touchpoint), by a range scan of the period index."""
+    facts: Any = PainPointFact
+    if sqlite:
+        # SQLite's planner would rather skip-scan the (topic, touchpoint, ...) index for every pair.
+        facts = SimpleNamespace(**{name: column(name, type_) for name, type_ in _FACT_COLUMNS.items()})
+    negative = facts.negative
     query = select(
-        PainPointFact.topic_id,
-        PainPointFact.touchpoint,
-        piece.label("piece"),
+        facts.topic_id,
+        facts.touchpoint,
         func.count(),
         func.sum(case((negative, 1), else_=0)),
-        func.sum(PainPointFact.sentiment_score),
-        func.sum(case((negative, PainPointFact.sentiment_score), else_=0)),
-    ).where(or_(*inside))
-    if locations:
-        query = query.where(PainPointFact.location.in_(locations))
-    if touchpoints is not None:
-        query = query.where(PainPointFact.touchpoint.in_(touchpoints))
-    if topic_ids:
-        query = query.where(PainPointFact.topic_id.in_(topic_ids))
-    return query.group_by(PainPointFact.topic_id, PainPointFact.touchpoint, piece)
+        func.sum(facts.sentiment_score),
+        func.sum(case((negative, facts.sentiment_score), else_=0)),
+    ).where(facts.created_at >= piece.start, facts.created_at < piece.end)
+    if sqlite:
+        query = query.select_from(text("pain_point_facts INDEXED BY ix_pain_point_facts_period"))
+    return filters.apply(query, facts).group_by(facts.topic_id, facts.touchpoint)
 
 
-ROLLUPS: tuple[tuple[Any, tuple[str, ...]], ...] = (
-    (PainPointDay, ("topic_id", "touchpoint")),
-    (PainPointLocationDay, ("location", "topic_id", "touchpoint")),
-)
-
-
-def _grouped_facts(session: Session, keys: Sequence[str]) -> Any:
-    """The facts summed per UTC day and ``keys``, as the triggers keep them."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    created, negative = PainPointFact.created_at, PainPointFact.negative
-    day = cast(func.timezone("UTC", created), Date) if postgres else func.date(created)
-    columns = [getattr(PainPointFact, key) for key in keys]
-    query = select(
-        day,
-        *columns,
-        func.count(),
-        func.sum(case((negative, 1), else_=0)),
-        func.sum(PainPointFact.sentiment_score),
-        func.sum(case((negative, PainPointFact.sentiment_score), else_=0)),
-    ).group_by(day, *columns)
-    return query.where(PainPointFact.location.is_not(None)) if "location" in keys else query
-
-
-def rebuild_rollups(session: Session) -> None:
-    """Recompute both rollups from the facts (after a load that bypassed the triggers)."""
-    for table, keys in ROLLUPS:
-        session.execute(delete(table))
-        session.execute(
-            table.__table__.insert().from_select(["day", *keys, *SUMS], _grouped_facts(session, keys))
-        )
-
-
-def rollup_drift(session: Session) -> list[tuple[Any, ...]]:
-    """The (table, day, key...) rollup rows that disagree with the facts; empty while the triggers hold."""
-    drift: list[tuple[Any, ...]] = []
-    for table, keys in ROLLUPS:
-        source = _grouped_facts(session, keys)
-        stored = {
-            (_as_date(row[0]), *row[1:-4]): tuple(row[-4:])
-            for row in session.execute(
-                select(table.day, *(getattr(table, k) for k in keys), *_columns(table))
-            )
-        }
-        computed = {(_as_date(row[0]), *row[1:-4]): tuple(row[-4:]) for row in session.execute(source)}
-        for key in stored.keys() | computed.keys():
-            have, want = stored.get(key), computed.get(key)
-            if have is None or want is None or not _close(have, want):
-                drift.append((table.__tablename__, *key))
-    return drift
-
-
-def _columns(table: Any) -> list[Any]:
-    return [getattr(table, name) for name in SUMS]
-
-
-def _close(have: Sequence[Any], want: Sequence[Any]) -> bool:
-    return all(abs(float(a or 0) - float(b or 0)) <= 1e-6 for a, b in zip(have, want, strict=True))
-
-
-def _as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
+_FACT_COLUMNS = {
+    column.name: column.type
+    for column in PainPointFact.__table__.columns
+    if column.name in {"topic_id", "touchpoint", "negative", "sentiment_score", "created_at"}
+    or column.name in {"location", "source_id", "language"}
+}

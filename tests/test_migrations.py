@@ -36,7 +36,7 @@ TABLES = {
     "sentence_topics",
     "pain_point_facts",
     "pain_point_days",
-    "pain_point_location_days",
+    "pain_point_dimension_days",
     "pain_points",
     "pain_point_events",
     "alert_rules",

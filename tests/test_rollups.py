@@ -16,15 +16,16 @@ from service.db.models import (
     FeedbackItem,
     FeedbackSentence,
     PainPointDay,
+    PainPointDimensionDay,
     PainPointFact,
-    PainPointLocationDay,
     Source,
     Topic,
     TopicModelRun,
 )
 from service.feedback import Scope
 from service.painpoints import pain_point_report, period_rows_from_facts, period_rows_from_rollups
-from service.rollups import day_plan, rebuild_rollups, rollup_drift, segments
+from service.rollup_upkeep import rebuild_rollups, rollup_drift
+from service.rollups import day_plan, segments
 
 NOW = datetime(2026, 11, 30, 15, 37, 12, tzinfo=UTC)
 STORES = ("Dubai Mall", "Riyadh Olaya", "Bangkok Siam", None)
@@ -54,7 +55,7 @@ def _seed(session: Session, *, items: int = 400, seed: int = 7) -> list[int]:
                 "external_id": f"x{n}",
                 "dedup_key": f"x{n}",
                 "text": f"item {n}",
-                "language": "en",
+                "language": rng.choice(("en", "ar", None)),
                 "created_at": created,
                 "location": rng.choice(STORES),
                 "content_hash": f"h{n}",
@@ -98,7 +99,7 @@ def _seed(session: Session, *, items: int = 400, seed: int = 7) -> list[int]:
                     "similarity": rng.random(),
                     "location": row["location"],
                     "source_id": source_id,
-                    "language": "en",
+                    "language": row["language"],
                 }
             )
     session.execute(insert(PainPointFact), facts)
@@ -111,10 +112,17 @@ def test_the_triggers_keep_the_rollups_equal_to_the_facts(session: Session) -> N
     assert rollup_drift(session) == []
     total = session.scalar(select(func.sum(PainPointDay.sentences)))
     assert total == session.scalar(select(func.count()).select_from(PainPointFact))
-    stored = session.scalar(select(func.sum(PainPointLocationDay.sentences)))
-    assert stored == session.scalar(
+    stores = select(func.sum(PainPointDimensionDay.sentences)).where(
+        PainPointDimensionDay.dimension == "location"
+    )
+    assert session.scalar(stores) == session.scalar(
         select(func.count()).select_from(PainPointFact).where(PainPointFact.location.is_not(None))
     )
+    for dimension in ("source", "language"):
+        rows = select(func.sum(PainPointDimensionDay.sentences)).where(
+            PainPointDimensionDay.dimension == dimension
+        )
+        assert session.scalar(rows) == total
     # Online assignment rewrites an item's facts; a rescored item's sentences cascade to its facts.
     session.execute(delete(PainPointFact).where(PainPointFact.item_id.in_(item_ids[:50])))
     session.execute(delete(FeedbackSentence).where(FeedbackSentence.item_id.in_(item_ids[50:80])))
@@ -134,7 +142,7 @@ def test_the_triggers_keep_the_rollups_equal_to_the_facts(session: Session) -> N
     session.execute(delete(PainPointFact))
     session.commit()
     assert session.scalar(select(func.count()).select_from(PainPointDay)) == 0
-    assert session.scalar(select(func.count()).select_from(PainPointLocationDay)) == 0
+    assert session.scalar(select(func.count()).select_from(PainPointDimensionDay)) == 0
 
 
 def test_a_rolled_back_write_leaves_the_rollups_alone(session: Session) -> None:
@@ -150,7 +158,7 @@ def test_a_rolled_back_write_leaves_the_rollups_alone(session: Session) -> None:
 def test_rebuild_recomputes_what_a_bulk_load_left_out(session: Session) -> None:
     _seed(session, items=80)
     session.execute(delete(PainPointDay))
-    session.execute(update(PainPointLocationDay).values(sentences=PainPointLocationDay.sentences + 5))
+    session.execute(update(PainPointDimensionDay).values(sentences=PainPointDimensionDay.sentences + 5))
     session.commit()
     assert rollup_drift(session)
     rebuild_rollups(session)
@@ -183,7 +191,13 @@ def test_rollup_figures_equal_fact_figures_for_any_period(
         start = until - step * (baseline + window)
         since = start + timedelta(seconds=rng.randrange(-5 * 86400, 5 * 86400)) if trial % 3 else start
         bounds = [until - step * i for i in range(baseline + window + 1)]
-        scope = Scope(since=since, until=until, locations=("Dubai Mall", "Riyadh Olaya") if trial % 2 else ())
+        narrowed: list[dict[str, Any]] = [
+            {},
+            {"locations": ("Dubai Mall", "Riyadh Olaya")},
+            {"languages": ("ar",)},
+            {"sources": ("bench",)},
+        ]
+        scope = Scope(since=since, until=until, **narrowed[trial % 4])
         touchpoints = ("staff", "mobile_app") if trial % 5 == 1 else None
         read = {"facts": period_rows_from_facts, "rollups": period_rows_from_rollups}
         figures = {
@@ -216,13 +230,31 @@ def test_a_day_split_by_a_cut_reads_only_the_smaller_part_from_the_facts() -> No
 
 def test_the_report_reads_the_rollups_and_agrees_with_the_facts(session: Session) -> None:
     _seed(session)
-    scope = Scope(since=None, until=NOW)
-    from_rollups = pain_point_report(session, scope=scope, now=NOW, limit=100, quotes=0)
-    # A source filter reads the facts: the same source is every item here, so the figures must agree.
-    sourced = pain_point_report(
-        session, scope=Scope(since=None, until=NOW, sources=("bench",)), now=NOW, limit=100, quotes=0
-    )
-    assert [(p.topic_id, p.touchpoint, p.negative, p.current) for p in from_rollups.pain_points] == [
-        (p.topic_id, p.touchpoint, p.negative, p.current) for p in sourced.pain_points
-    ]
-    assert from_rollups.pain_points and from_rollups.tested == sourced.tested
+    until = NOW - timedelta(hours=5, minutes=13)
+    # Unnarrowed, the list comes from the topic rollup; narrowed to the one source every item has, from the
+    # source rollup; narrowed by a source and languages together, from the facts: the figures must agree.
+    scopes = {
+        "rollups": Scope(since=None, until=until),
+        "source": Scope(since=None, until=until, sources=("bench",)),
+        "facts": Scope(since=None, until=until, sources=("bench",), languages=("en", "ar")),
+    }
+    reports = {
+        name: pain_point_report(session, scope=scope, limit=100, quotes=0) for name, scope in scopes.items()
+    }
+    unknown_language = {
+        (p.topic_id, p.touchpoint): p.languages.get("und", 0) for p in reports["rollups"].pain_points
+    }
+    assert any(unknown_language.values())
+
+    def described(name: str, *, known_languages_only: bool = False) -> list[tuple[Any, ...]]:
+        rows = []
+        for p in reports[name].pain_points:
+            languages = {k: v for k, v in p.languages.items() if not (known_languages_only and k == "und")}
+            rows.append((p.topic_id, p.touchpoint, p.negative, p.current, p.locations, p.sources, languages))
+        return rows
+
+    assert reports["rollups"].pain_points and reports["rollups"].tested == reports["source"].tested
+    assert described("rollups") == described("source")
+    by_key = {(row[0], row[1]): row for row in described("rollups", known_languages_only=True)}
+    for row in described("facts"):
+        assert row[-1] == by_key[(row[0], row[1])][-1]

@@ -438,7 +438,20 @@ class PainPointFact(Base):
             "negative",
             "sentiment_score",
         ),
-        Index("ix_pain_point_facts_topic", "topic_id", "touchpoint", "created_at"),
+        # Describing the listed pain points (stores, sources, languages, emotions, quotes) reads only this.
+        Index(
+            "ix_pain_point_facts_topic",
+            "topic_id",
+            "touchpoint",
+            "negative",
+            "created_at",
+            "location",
+            "source_id",
+            "language",
+            "item_id",
+            "similarity",
+            "sentence_id",
+        ),
         Index("ix_pain_point_facts_item", "item_id"),
     )
 
@@ -457,13 +470,16 @@ class PainPointDay(Base):
     negative_score: Mapped[float] = mapped_column(Float)
 
 
-class PainPointLocationDay(Base):
-    """``PainPointDay`` per store, for store-scoped queries; facts without a location are not in it."""
+class PainPointDimensionDay(Base):
+    """``PainPointDay`` per store, per source and per language, one dimension at a time (crossed, they would
+    hold about as many rows as the facts); facts without a store are not in the store rows, and a fact
+    without a language is under the value ``''``."""
 
-    __tablename__ = "pain_point_location_days"
+    __tablename__ = "pain_point_dimension_days"
 
+    dimension: Mapped[str] = mapped_column(String(10), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    location: Mapped[str] = mapped_column(String(200), primary_key=True)
     topic_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     touchpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
     sentences: Mapped[int] = mapped_column(Integer)
