@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Date, String, case, cast, delete, func, insert, literal, select
+from sqlalchemy import Date, String, case, cast, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import PainPointDay, PainPointDimensionDay, PainPointFact
+from service.db.models import PainPointDay, PainPointDimensionDay, PainPointFact, PainPointRollupControl
 
 SUMS = ("sentences", "negative", "score_sum", "negative_score")
 
@@ -94,3 +94,20 @@ def _close(have: Sequence[Any], want: Sequence[Any]) -> bool:
 
 def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def suspend_rollups(session: Session) -> None:
+    """Turn the rollup triggers off for the rest of this transaction, before rewriting many facts.
+
+    Only ever inside one transaction that ends with ``resume_rollups``, so no other transaction sees the
+    triggers off or the rollups half rebuilt; a refit rewrites every fact about three times faster this way
+    (scripts/bench_rollup_writes.py)."""
+    if not session.execute(update(PainPointRollupControl).values(suspended=True)).rowcount:  # type: ignore[attr-defined]
+        session.add(PainPointRollupControl(id=1, suspended=True))
+        session.flush()
+
+
+def resume_rollups(session: Session) -> None:
+    """Turn the rollup triggers back on and rebuild the rollups from the facts, set-based."""
+    session.execute(update(PainPointRollupControl).values(suspended=False))
+    rebuild_rollups(session)

@@ -40,6 +40,7 @@ from service.db.models import (
     utcnow,
 )
 from service.feedback import Scope
+from service.rollup_upkeep import resume_rollups, suspend_rollups
 from service.scoring import from_float16_bytes, to_float16_bytes
 from service.topic_text import assign_names, current_names, describe_fit, main_touchpoint_names
 from service.touchpoints import TouchpointRef
@@ -418,6 +419,7 @@ def _write_refit(
                     detail={},
                 )
             )
+        suspend_rollups(session)
         session.execute(delete(PainPointFact))
         session.execute(delete(SentenceTopic))
         labelled = np.flatnonzero(fit.labels != OUTLIER).tolist()
@@ -460,6 +462,7 @@ def _write_refit(
             on_progress(
                 "write", len(rows) + start + len(facts[start : start + WRITE_CHUNK]), len(rows) + len(facts)
             )
+        resume_rollups(session)
         item_ids = sorted(set(table.item_ids))
         for start in range(0, len(item_ids), WRITE_CHUNK):
             session.execute(

@@ -37,6 +37,7 @@ TABLES = {
     "pain_point_facts",
     "pain_point_days",
     "pain_point_dimension_days",
+    "pain_point_rollup_control",
     "pain_points",
     "pain_point_events",
     "alert_rules",

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import (
@@ -18,13 +18,14 @@ from service.db.models import (
     PainPointDay,
     PainPointDimensionDay,
     PainPointFact,
+    PainPointRollupControl,
     Source,
     Topic,
     TopicModelRun,
 )
 from service.feedback import Scope
 from service.painpoints import pain_point_report, period_rows_from_facts, period_rows_from_rollups
-from service.rollup_upkeep import rebuild_rollups, rollup_drift
+from service.rollup_upkeep import rebuild_rollups, resume_rollups, rollup_drift, suspend_rollups
 from service.rollups import day_plan, segments
 
 NOW = datetime(2026, 11, 30, 15, 37, 12, tzinfo=UTC)
@@ -258,3 +259,22 @@ def test_the_report_reads_the_rollups_and_agrees_with_the_facts(session: Session
     by_key = {(row[0], row[1]): row for row in described("rollups", known_languages_only=True)}
     for row in described("facts"):
         assert row[-1] == by_key[(row[0], row[1])][-1]
+
+
+def test_a_suspended_rewrite_is_invisible_to_others_and_rebuilt_on_resume(
+    session: Session, engine: Engine
+) -> None:
+    _seed(session, items=120)
+    before = session.scalar(select(func.sum(PainPointDay.sentences)))
+    suspend_rollups(session)
+    session.execute(
+        delete(PainPointFact).where(PainPointFact.topic_id == select(func.min(Topic.id)).scalar_subquery())
+    )
+    assert session.scalar(select(func.sum(PainPointDay.sentences))) == before, "the triggers are off"
+    with Session(engine) as other:
+        assert not other.scalar(select(PainPointRollupControl.suspended)), "no one else sees them off"
+    resume_rollups(session)
+    session.commit()
+    assert rollup_drift(session) == []
+    assert (session.scalar(select(func.sum(PainPointDay.sentences))) or 0) < (before or 0)
+    assert session.scalar(select(PainPointRollupControl.suspended)) is False

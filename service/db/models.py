@@ -488,6 +488,15 @@ class PainPointDimensionDay(Base):
     negative_score: Mapped[float] = mapped_column(Float)
 
 
+class PainPointRollupControl(Base):
+    """One row: whether the rollup triggers are suspended (only ever inside a refit's own transaction)."""
+
+    __tablename__ = "pain_point_rollup_control"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    suspended: Mapped[bool] = mapped_column()
+
+
 class PainPointState(Base):
     """Triage of one pain point (a topic at a touchpoint): status and owner; events keep the history."""
 

@@ -115,6 +115,10 @@ def _sqlite_upsert(
     return upsert + f" DELETE FROM {table} WHERE {match} AND sentences <= 0;"
 
 
+# A missing control row (a wiped table) counts as not suspended.
+SQLITE_ACTIVE = "NOT coalesce((SELECT suspended FROM pain_point_rollup_control), 0)"
+
+
 def _sqlite_triggers() -> list[str]:
     def body(parts: list[tuple[str, str]]) -> str:
         return " ".join(
@@ -125,11 +129,11 @@ def _sqlite_triggers() -> list[str]:
 
     return [
         "CREATE TRIGGER pain_point_facts_rollup_insert AFTER INSERT ON pain_point_facts "
-        f"BEGIN {body([('NEW', '')])} END",
+        f"WHEN {SQLITE_ACTIVE} BEGIN {body([('NEW', '')])} END",
         "CREATE TRIGGER pain_point_facts_rollup_delete AFTER DELETE ON pain_point_facts "
-        f"BEGIN {body([('OLD', '-')])} END",
+        f"WHEN {SQLITE_ACTIVE} BEGIN {body([('OLD', '-')])} END",
         "CREATE TRIGGER pain_point_facts_rollup_update AFTER UPDATE ON pain_point_facts "
-        f"BEGIN {body([('OLD', '-'), ('NEW', '')])} END",
+        f"WHEN {SQLITE_ACTIVE} BEGIN {body([('OLD', '-'), ('NEW', '')])} END",
     ]
 
 
@@ -161,6 +165,7 @@ def _postgres_function() -> str:
     added = " ".join(_postgres_upsert(t, keys, where, "new_rows", "") for t, keys, where in ROLLUPS)
     return (
         "CREATE FUNCTION pain_point_facts_rollup() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF coalesce((SELECT suspended FROM pain_point_rollup_control), false) THEN RETURN NULL; END IF; "
         f"IF TG_OP IN ('DELETE', 'UPDATE') THEN {removed} END IF; "
         f"IF TG_OP IN ('INSERT', 'UPDATE') THEN {added} END IF; "
         "RETURN NULL; END $$"
@@ -214,6 +219,15 @@ def upgrade() -> None:
     op.drop_index("ix_pain_point_facts_topic", table_name="pain_point_facts")
     op.create_index("ix_pain_point_facts_topic", "pain_point_facts", DESCRIBE_COLUMNS)
     _create_tables()
+    # A refit rewrites every fact: it suspends the triggers inside its own transaction (no other
+    # transaction ever sees the flag set) and rebuilds the rollups once, set-based, before committing.
+    control = op.create_table(
+        "pain_point_rollup_control",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("suspended", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_pain_point_rollup_control")),
+    )
+    op.bulk_insert(control, [{"id": 1, "suspended": False}])
     dialect = op.get_bind().dialect.name
     _backfill(dialect)
     for statement in _postgres_triggers() if dialect == "postgresql" else _sqlite_triggers():
@@ -229,6 +243,7 @@ def downgrade() -> None:
         )
     if dialect == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS pain_point_facts_rollup()")
+    op.drop_table("pain_point_rollup_control")
     op.drop_table("pain_point_dimension_days")
     op.drop_table("pain_point_days")
     op.drop_index("ix_pain_point_facts_topic", table_name="pain_point_facts")
