@@ -21,6 +21,7 @@ TABLES = {
     "scheduler_runs",
     "sources",
     "feedback_items",
+    "feedback_item_versions",
     "api_keys",
     "imports",
     "alembic_version",

@@ -610,3 +610,29 @@ class SchedulerRun(Base):
         UniqueConstraint("job_id", "scheduled_for", name="uq_scheduler_runs_job_tick"),
         Index("ix_scheduler_runs_started_at", "started_at"),
     )
+
+
+class FeedbackItemVersion(Base):
+    """An earlier text and rating of an item its source changed (same source and external id), oldest
+    first by ``version``; the item itself holds the current one."""
+
+    __tablename__ = "feedback_item_versions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(BigId, ForeignKey("feedback_items.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    rating_value: Mapped[float | None] = mapped_column(Float)
+    rating_scale: Mapped[str | None] = mapped_column(String(10))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    # When this version was first seen (the item's collection, or the change before), and when the change
+    # that replaced it was seen, by what ('api', 'import', 'collector', 'webhook') and which import or run.
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    replaced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    change_source: Mapped[str] = mapped_column(String(20))
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
+
+    __table_args__ = (
+        UniqueConstraint("item_id", "version", name="uq_feedback_item_versions_item_version"),
+        Index("ix_feedback_item_versions_import_id", "import_id"),
+    )
