@@ -38,6 +38,7 @@ from scrapers.registry import (
 from scrapers.runner import CollectResult, collect
 from service.config import Settings
 from service.db.models import ImportAudit, Source, utcnow
+from service.ingest.edits import updated_counts
 from service.ingest.schemas import FeedbackItemIn
 from service.ingest.service import FeedbackStore, ItemResult, record_results, validate_item
 
@@ -320,6 +321,7 @@ class RunOutcome:
     duplicates: int
     malformed: int
     error: str | None
+    updated: int = 0
 
 
 class SourceBusyError(CollectorError):
@@ -437,6 +439,7 @@ def run_collector(
             duplicates=run_row.duplicates,
             malformed=run_row.malformed,
             error=error,
+            updated=updated_counts(session, import_ids=[run_id]).get(run_id, 0),
         )
     log = logger.warning if status == "failed" else logger.info
     log("collector run finished", extra={"source": name, **outcome.__dict__})
@@ -632,9 +635,10 @@ def store_records(
     author_salt: bytes,
     redact: bool,
     max_text_chars: int,
+    change_source: str = "collector",
 ) -> int:
     """Validate and store records in the caller's transaction, counting them on the run; returns how many
-    were new."""
+    were new (changed ones are versioned and counted by ``updated_counts``)."""
     results: list[ItemResult] = []
     valid: list[tuple[int, FeedbackItemIn]] = []
     redacted = 0
@@ -648,7 +652,7 @@ def store_records(
             results.append(
                 ItemResult(index=index, status="rejected", errors=outcome, external_id=record.external_id)
             )
-    store = FeedbackStore(session, author_salt=author_salt)
+    store = FeedbackStore(session, author_salt=author_salt, change_source=change_source)
     results.extend(store.store(valid, import_id=run.id))
     results.sort(key=lambda result: result.index)
     record_results(run, results, row_label="record")

@@ -34,6 +34,7 @@ from scrapers.webhooks import (
 from service.collectors import CollectorError, store_records
 from service.config import Settings
 from service.db.models import ImportAudit, Source, utcnow
+from service.ingest.edits import updated_counts
 
 Headers = Mapping[str, str]
 
@@ -139,6 +140,7 @@ class WebhookOutcome:
     stored: int
     duplicates: int
     malformed: int
+    updated: int = 0
 
 
 def receive_webhook(
@@ -198,6 +200,7 @@ def receive_webhook(
         author_salt=settings.author_salt_bytes(),
         redact=source.redact_pii,
         max_text_chars=settings.max_text_chars,
+        change_source="webhook",
     )
     run.pages = 1
     run.status = "completed"
@@ -211,6 +214,7 @@ def receive_webhook(
         stored=run.stored,
         duplicates=run.duplicates,
         malformed=run.malformed,
+        updated=updated_counts(session, import_ids=[run.id]).get(run.id, 0),
     )
 
 

@@ -13,6 +13,7 @@ import service.ingest.service as ingest_service
 from service.db.models import FeedbackItem, ImportAudit
 from service.ingest import copy as bulk
 from service.ingest import near_duplicates
+from service.ingest.edits import updated_counts
 from service.ingest.imports import ImportOptions, import_file
 from service.ingest.near_duplicates import NearDuplicateFlagger
 from service.ingest.service import ItemResult, ingest_batch
@@ -108,12 +109,12 @@ def test_duplicates_inside_the_file_and_rows_already_stored(session: Session) ->
     before = {item.external_id: item.id for item in session.scalars(select(FeedbackItem))}
     rows = [
         {"text": "first new one", "external_id": "n1"},
-        {"text": "stored before", "external_id": "old1"},
-        {"text": "first new one, sent twice", "external_id": "n1"},
+        {"text": "review number 1 about the delivery", "external_id": "old1"},
+        {"text": "first new one", "external_id": "n1"},
         {"text": "second new one", "external_id": "n2"},
         {"text": ""},
-        {"text": "stored before too", "external_id": "old2"},
-        {"text": "second new one again", "external_id": "n2"},
+        {"text": "review number 2 about the delivery, edited", "external_id": "old2"},
+        {"text": "second new one", "external_id": "n2"},
         {"text": "same hashed identity", "author": "bob"},
         {"text": "same hashed identity", "author": "bob"},
     ]
@@ -124,7 +125,7 @@ def test_duplicates_inside_the_file_and_rows_already_stored(session: Session) ->
         "duplicate",
         "stored",
         "rejected",
-        "duplicate",
+        "updated",
         "duplicate",
         "stored",
         "duplicate",
@@ -133,7 +134,8 @@ def test_duplicates_inside_the_file_and_rows_already_stored(session: Session) ->
     assert results[1].id == before["old1"] and results[5].id == before["old2"]
     assert results[2].id == results[0].id and results[6].id == results[3].id
     assert results[8].id == results[7].id
-    assert (audit.received, audit.stored, audit.duplicates, audit.rejected) == (9, 3, 5, 1)
+    assert (audit.received, audit.stored, audit.duplicates, audit.rejected) == (9, 3, 4, 1)
+    assert updated_counts(session, import_ids=[audit.id]) == {audit.id: 1}
     assert audit.error_sample == [{"row": 5, "reason": results[4].reason}]
     assert _count(session) == 6
     texts = session.scalars(select(FeedbackItem.text).where(FeedbackItem.external_id == "n1")).all()

@@ -29,9 +29,12 @@ class FeedbackBatchIn(BaseModel):
 
 class ItemResultOut(BaseModel):
     index: int = Field(description="Position in the batch (0-based), or the row number in an imported file.")
-    status: Literal["stored", "duplicate", "rejected"]
+    status: Literal["stored", "updated", "duplicate", "rejected"] = Field(
+        description="updated: an item already stored under this external id had another text or rating; "
+        "it now has this one and keeps the old one as a version."
+    )
     id: int | None = Field(
-        default=None, description="The stored item's id (for duplicates: the earlier copy)."
+        default=None, description="The stored item's id (for duplicates and updates: the earlier copy)."
     )
     external_id: str | None = None
     reason: str | None = None
@@ -44,6 +47,7 @@ class IngestSummary(BaseModel):
     stored: int
     duplicates: int
     rejected: int
+    updated: int = Field(default=0, description="Items already stored whose text or rating changed.")
 
 
 class BatchResultOut(IngestSummary):
@@ -102,6 +106,24 @@ class FeedbackOut(BaseModel):
         default=None, description="The topic most of its sentences are about (null before the first refit)."
     )
     topics: list[ItemTopicOut] = Field(default_factory=list, description="Every topic of its sentences.")
+    edited: bool = Field(
+        default=False, description="True when its source changed its text or rating after it was stored."
+    )
+    versions: list[FeedbackVersionOut] | None = Field(
+        default=None,
+        description="One item only: its earlier texts and ratings, oldest first (empty if none).",
+    )
+
+
+class FeedbackVersionOut(BaseModel):
+    version: int = Field(description="1 for the text first stored; the item itself holds the current one.")
+    text: str
+    rating: RatingOut | None
+    content_hash: str
+    seen_at: datetime = Field(description="When this version was first stored.")
+    replaced_at: datetime = Field(description="When the change that replaced it was seen.")
+    change_source: str = Field(description="How the change came in: api, import, collector or webhook.")
+    import_id: int | None = Field(description="The import, collector run or webhook push that changed it.")
 
 
 class ItemTopicOut(BaseModel):
@@ -168,6 +190,7 @@ class ImportAuditOut(BaseModel):
     stored: int
     duplicates: int
     rejected: int
+    updated: int = Field(default=0, description="Items already stored whose text or rating it changed.")
     error_sample: list[dict[str, Any]]
     started_at: datetime
     finished_at: datetime | None

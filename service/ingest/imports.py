@@ -90,7 +90,7 @@ def import_file(
         encoding=decoded.encoding,
     )
     session.commit()
-    store = FeedbackStore(session, author_salt=author_salt)
+    store = FeedbackStore(session, author_salt=author_salt, change_source="import")
     results: list[ItemResult] = []
     with import_connection(session):
         try:

@@ -70,6 +70,12 @@ class NearDuplicateFlagger:
         self._forget_oldest()
         return len(flags)
 
+    def forget(self, fingerprints: Iterable[str | None]) -> None:
+        """Drop what is remembered of these fingerprints (an edited item left them); read again when met."""
+        for fingerprint in fingerprints:
+            if fingerprint is not None:
+                self._earliest.pop(fingerprint, None)
+
     def _read_fingerprints(self, fingerprints: list[str]) -> None:
         for start in range(0, len(fingerprints), LOOKUP_BATCH):
             batch = fingerprints[start : start + LOOKUP_BATCH]

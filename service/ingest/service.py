@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 from service.db.models import FeedbackItem, ImportAudit, Source, utcnow
 from service.errors import FieldError, field_errors_from_pydantic
 from service.ingest.copy import copy_insert, sqlite_insert
+from service.ingest.edits import apply_edits, find_edits
 from service.ingest.near_duplicates import NearDuplicateFlagger
 from service.ingest.schemas import FeedbackItemIn
 
-ItemStatus = Literal["stored", "duplicate", "rejected"]
+ItemStatus = Literal["stored", "updated", "duplicate", "rejected"]
 ERROR_SAMPLE_SIZE = 50
 _WHITESPACE = re.compile(r"\s+")
 
@@ -53,6 +54,7 @@ class IngestTally:
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
+    updated: int = 0
 
     def add(self, results: Iterable[ItemResult]) -> None:
         """Count a chunk of results."""
@@ -62,6 +64,8 @@ class IngestTally:
                 self.stored += 1
             elif result.status == "duplicate":
                 self.duplicates += 1
+            elif result.status == "updated":
+                self.updated += 1
             else:
                 self.rejected += 1
 
@@ -132,11 +136,14 @@ def validate_item(raw: Any, *, max_text_chars: int) -> FeedbackItemIn | list[Fie
 
 
 class FeedbackStore:
-    """Stores validated items exactly once per (source, identity), creating sources on first sight."""
+    """Stores validated items exactly once per (source, identity), creating sources on first sight; an item
+    seen again under its external id with another text or rating is updated and its old one kept as a
+    version (``service.ingest.edits``), ``change_source`` saying how the change came in."""
 
-    def __init__(self, session: Session, *, author_salt: bytes) -> None:
+    def __init__(self, session: Session, *, author_salt: bytes, change_source: str = "api") -> None:
         self.session = session
         self.author_salt = author_salt
+        self.change_source = change_source
         self._source_ids: dict[str, int] = {}
         self._flagger = NearDuplicateFlagger(session)
         self.near_duplicates = 0
@@ -159,7 +166,31 @@ class FeedbackStore:
     def store(
         self, items: Sequence[tuple[int, FeedbackItemIn]], *, import_id: int | None
     ) -> list[ItemResult]:
-        """Insert the items that are new; report the others as duplicates (of rows or of each other)."""
+        """Insert the items that are new, update the changed ones; report the others as duplicates (of rows
+        or of each other).
+
+        An external id sent again in the same batch with another text or rating is a later edit: each
+        change starts a round of its own, stored after the round before, so every change makes a version.
+        """
+        rounds: list[list[tuple[int, FeedbackItemIn]]] = []
+        last: dict[tuple[str, str], tuple[int, tuple[str, float | None, str | None]]] = {}
+        for index, item in items:
+            position = 0
+            if item.external_id is not None:
+                rating = (item.rating.value, item.rating.scale.value) if item.rating else (None, None)
+                signature = (content_hash(item.text), *rating)
+                position, seen = last.get((item.source, item.external_id), (-1, None))
+                position += seen != signature
+                last[(item.source, item.external_id)] = (position, signature)
+            if position == len(rounds):
+                rounds.append([])
+            rounds[position].append((index, item))
+        results = [result for batch in rounds for result in self._store_round(batch, import_id=import_id)]
+        return sorted(results, key=lambda result: result.index)
+
+    def _store_round(
+        self, items: Sequence[tuple[int, FeedbackItemIn]], *, import_id: int | None
+    ) -> list[ItemResult]:
         now = utcnow()
         pending: dict[tuple[int, str], dict[str, Any]] = {}
         key_of_index: dict[int, tuple[int, str]] = {}
@@ -188,25 +219,46 @@ class FeedbackStore:
         missing = [key for key in pending if key not in ids]
         if missing:
             ids.update(self._existing_ids(missing))
+        edited, rewritten = self._apply_edits(pending, ids, inserted, now=now, import_id=import_id)
         self.near_duplicates += self._flagger.flag(
-            (ids[key], key[0], pending[key]["text_fingerprint"]) for key in inserted
+            (ids[key], key[0], pending[key]["text_fingerprint"]) for key in inserted | rewritten
         )
 
         results: list[ItemResult] = []
         for index, item in items:
             key = key_of_index[index]
-            first_claim = key in inserted
-            if first_claim:
-                inserted.discard(key)
+            status: ItemStatus = "stored" if key in inserted else "updated" if key in edited else "duplicate"
+            inserted.discard(key)
+            edited.discard(key)
             results.append(
                 ItemResult(
                     index=index,
-                    status="stored" if first_claim else "duplicate",
+                    status=status,
                     id=ids.get(key),
                     external_id=item.external_id,
                 )
             )
         return results
+
+    def _apply_edits(
+        self,
+        pending: dict[tuple[int, str], dict[str, Any]],
+        ids: dict[tuple[int, str], int],
+        inserted: set[tuple[int, str]],
+        *,
+        now: datetime,
+        import_id: int | None,
+    ) -> tuple[set[tuple[int, str]], set[tuple[int, str]]]:
+        """Update the stored items the pending rows change; return the keys of those changed and of those
+        whose text changed (to be flagged as near-duplicates again)."""
+        key_of_id = {ids[key]: key for key in pending if key in ids and key not in inserted}
+        edits = find_edits(
+            self.session, candidates={item_id: pending[key] for item_id, key in key_of_id.items()}
+        )
+        apply_edits(self.session, edits=edits, change_source=self.change_source, import_id=import_id, now=now)
+        self._flagger.forget(edit.old_fingerprint for edit in edits if edit.text_changed)
+        edited = {key_of_id[edit.item_id] for edit in edits}
+        return edited, {key_of_id[edit.item_id] for edit in edits if edit.text_changed}
 
     def _insert_new(self, rows: list[dict[str, Any]]) -> list[tuple[int, int, str, bool]]:
         """Insert rows whose (source, dedup key) is new: (id, source_id, dedup_key, inserted) of those inserted

@@ -12,6 +12,7 @@ from service.api.problems import ProblemError
 from service.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ImportAuditOut
 from service.db.models import ImportAudit
 from service.errors import FieldError
+from service.ingest.edits import updated_counts
 from service.keys import create_api_key, list_api_keys, revoke_api_key
 
 router = APIRouter(prefix="/v1")
@@ -23,8 +24,11 @@ def get_imports(
 ) -> list[ImportAuditOut]:
     """Recent ingestions: who sent what, and how many rows were stored, duplicate or rejected."""
     require_unscoped(caller, what="Imports (and their rejected rows)")
-    audits = session.scalars(select(ImportAudit).order_by(ImportAudit.id.desc()).limit(limit))
-    return [ImportAuditOut.model_validate(a) for a in audits]
+    audits = list(session.scalars(select(ImportAudit).order_by(ImportAudit.id.desc()).limit(limit)))
+    updated = updated_counts(session, import_ids=[a.id for a in audits])
+    return [
+        ImportAuditOut.model_validate(a).model_copy(update={"updated": updated.get(a.id, 0)}) for a in audits
+    ]
 
 
 @router.get("/imports/{import_id}", tags=["imports"], summary="One ingestion")
@@ -34,7 +38,8 @@ def get_import(import_id: int, session: SessionDep, caller: ReaderDep) -> Import
     audit = session.get(ImportAudit, import_id)
     if audit is None:
         raise ProblemError(404, f"No import has id {import_id}.")
-    return ImportAuditOut.model_validate(audit)
+    updated = updated_counts(session, import_ids=[import_id]).get(import_id, 0)
+    return ImportAuditOut.model_validate(audit).model_copy(update={"updated": updated})
 
 
 @router.get("/keys", tags=["keys"], summary="API keys (never their secrets)")

@@ -20,6 +20,7 @@ from service.api.schemas import (
     FeedbackBatchIn,
     FeedbackOut,
     FeedbackPage,
+    FeedbackVersionOut,
     ImportResultOut,
     ItemResultOut,
     ItemTopicOut,
@@ -30,7 +31,7 @@ from service.api.schemas import (
     StoredSentimentOut,
     TouchpointScoreOut,
 )
-from service.db.models import FeedbackItem, FeedbackSentence
+from service.db.models import FeedbackItem, FeedbackItemVersion, FeedbackSentence
 from service.errors import FieldError
 from service.feedback import (
     FeedbackFilter,
@@ -40,6 +41,7 @@ from service.feedback import (
     local_created_at,
     sentences_of,
 )
+from service.ingest.edits import edited_item_ids, versions_of
 from service.ingest.imports import ImportOptions, import_file
 from service.ingest.service import ItemResult, ingest_batch
 from service.topics import ItemTopic, topics_of
@@ -75,6 +77,28 @@ def _result_out(result: ItemResult) -> ItemResultOut:
     )
 
 
+def _rating_out(value: float | None, scale: str | None) -> RatingOut | None:
+    return (
+        RatingOut(value=value, scale=RatingScale(scale)) if value is not None and scale is not None else None
+    )
+
+
+def _versions_out(versions: list[FeedbackItemVersion]) -> list[FeedbackVersionOut]:
+    return [
+        FeedbackVersionOut(
+            version=v.version,
+            text=v.text,
+            rating=_rating_out(v.rating_value, v.rating_scale),
+            content_hash=v.content_hash,
+            seen_at=v.seen_at,
+            replaced_at=v.replaced_at,
+            change_source=v.change_source,
+            import_id=v.import_id,
+        )
+        for v in versions
+    ]
+
+
 def feedback_out(
     item: FeedbackItem,
     *,
@@ -82,6 +106,8 @@ def feedback_out(
     topics: list[ItemTopic] | None = None,
     sentences: list[FeedbackSentence] | None = None,
     sentence_touchpoints: dict[int, list[tuple[str, float, str | None]]] | None = None,
+    edited: bool = False,
+    versions: list[FeedbackItemVersion] | None = None,
 ) -> FeedbackOut:
     """The API view of a stored item (and its sentences with their touchpoints, when given)."""
     sentiment = None
@@ -91,9 +117,7 @@ def feedback_out(
             score=item.sentiment_score,
             probabilities=item.sentiment_probabilities or {},
         )
-    rating = None
-    if item.rating_value is not None and item.rating_scale is not None:
-        rating = RatingOut(value=item.rating_value, scale=RatingScale(item.rating_scale))
+    rating = _rating_out(item.rating_value, item.rating_scale)
     return FeedbackOut(
         id=item.id,
         source=item.source.name,
@@ -122,6 +146,8 @@ def feedback_out(
         if topics
         else None,
         topics=[ItemTopicOut(id=t.topic_id, label=t.label, sentences=t.sentences) for t in topics or []],
+        edited=edited or bool(versions),
+        versions=None if versions is None else _versions_out(versions),
         sentences=None
         if sentences is None
         else [
@@ -174,6 +200,7 @@ def post_feedback(
         stored=audit.stored,
         duplicates=audit.duplicates,
         rejected=audit.rejected,
+        updated=sum(1 for r in results if r.status == "updated"),
         items=[_result_out(r) for r in results],
     )
 
@@ -239,6 +266,7 @@ def import_feedback_file(
         stored=audit.stored,
         duplicates=audit.duplicates,
         rejected=audit.rejected,
+        updated=sum(1 for r in results if r.status == "updated"),
         filename=file.filename,
         format=decoded.format,
         encoding=decoded.encoding,
@@ -330,9 +358,15 @@ def get_feedback(
         ) from exc
     ids = [item.id for item in items]
     found, item_topics = touchpoints_of(session, item_ids=ids), _visible_topics(session, caller, ids)
+    edited = edited_item_ids(session, item_ids=ids)
     return FeedbackPage(
         items=[
-            feedback_out(item, touchpoints=found.get(item.id), topics=item_topics.get(item.id))
+            feedback_out(
+                item,
+                touchpoints=found.get(item.id),
+                topics=item_topics.get(item.id),
+                edited=item.id in edited,
+            )
             for item in items
         ],
         next_cursor=next_cursor,
@@ -357,4 +391,5 @@ def get_feedback_item(
         topics=_visible_topics(session, caller, [item_id]).get(item_id),
         sentences=stored,
         sentence_touchpoints=sentence_touchpoints_of(session, sentence_ids=[s.id for s in stored or []]),
+        versions=versions_of(session, item_id=item_id),
     )

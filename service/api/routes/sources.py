@@ -30,6 +30,7 @@ from service.collectors import (
     update_source,
 )
 from service.db.models import FeedbackItem, ImportAudit, SchedulerRun, Source
+from service.ingest.edits import updated_counts
 from service.webhooks import WEBHOOK_KINDS, receive_webhook
 
 router = APIRouter(prefix="/v1", tags=["sources"])
@@ -304,13 +305,21 @@ def get_source_runs(
     require_unscoped(caller, what="Collector runs (and their error samples)")
     with _as_problem():
         source = get_collector(session, name=name)
-    runs = session.scalars(
-        select(ImportAudit)
-        .where(ImportAudit.source_id == source.id)
-        .order_by(ImportAudit.id.desc())
-        .limit(limit)
+    runs = list(
+        session.scalars(
+            select(ImportAudit)
+            .where(ImportAudit.source_id == source.id)
+            .order_by(ImportAudit.id.desc())
+            .limit(limit)
+        )
     )
-    return [CollectorRunOut.model_validate(run, from_attributes=True) for run in runs]
+    updated = updated_counts(session, import_ids=[run.id for run in runs])
+    return [
+        CollectorRunOut.model_validate(run, from_attributes=True).model_copy(
+            update={"updated": updated.get(run.id, 0)}
+        )
+        for run in runs
+    ]
 
 
 @router.get("/scheduler/runs", tags=["scheduler"], summary="Recent scheduler job runs")
@@ -335,6 +344,7 @@ class WebhookReceived(BaseModel):
     stored: int
     duplicates: int
     malformed: int
+    updated: int = Field(default=0, description="Responses already stored whose text or rating changed.")
 
 
 @router.post(
