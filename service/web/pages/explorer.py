@@ -20,7 +20,7 @@ from nlp.datasets import CX_EMOTION_ROLLUP
 from scrapers.contract import RatingScale
 from service.access import LocationForbiddenError, can_see_location, public_topic_labels, restrict_filter
 from service.api.deps import SessionDep
-from service.db.models import FeedbackItem, FeedbackSentence
+from service.db.models import FeedbackItem, FeedbackItemVersion, FeedbackSentence
 from service.feedback import (
     SENTIMENT_FILTER_LABELS,
     FeedbackFilter,
@@ -30,6 +30,7 @@ from service.feedback import (
     local_created_at,
     sentences_of_items,
 )
+from service.ingest.edits import edited_item_ids, versions_of
 from service.topics import ItemTopic, topics_of
 from service.touchpoints import sentence_touchpoints_of, touchpoints_of
 from service.web.auth import PageError
@@ -148,6 +149,9 @@ class ItemView:
     sentences: list[tuple[str, FeedbackSentence]]
     at_touchpoints: dict[int, list[tuple[str, str, str | None]]] = dataclasses.field(default_factory=dict)
     """Sentence id -> its touchpoints (id, name, the sentiment there when its clauses gave one)."""
+    edited: bool = False
+    versions: list[FeedbackItemVersion] = dataclasses.field(default_factory=list)
+    """On the item page: its earlier texts and ratings, oldest first."""
 
     @property
     def emotions(self) -> list[str]:
@@ -156,12 +160,21 @@ class ItemView:
 
     @property
     def rating(self) -> str:
-        item = self.item
-        if item.rating_value is None or item.rating_scale is None:
-            return ""
-        return (
-            f"{item.rating_value:g} {item.rating_scale.upper() if item.rating_scale != 'stars' else 'stars'}"
-        )
+        return rating_label(self.item.rating_value, self.item.rating_scale)
+
+    @property
+    def first_rating(self) -> str:
+        """The rating the item was first stored with (its current one if never edited)."""
+        if not self.versions:
+            return self.rating
+        return rating_label(self.versions[0].rating_value, self.versions[0].rating_scale)
+
+
+def rating_label(value: float | None, scale: str | None) -> str:
+    """A rating as shown: '4 stars', '9 NPS'; empty when there is none."""
+    if value is None or scale is None:
+        return ""
+    return f"{value:g} {scale.upper() if scale != 'stars' else 'stars'}"
 
 
 def visible_topics(session: Session, ctx: PageContext, item_ids: list[int]) -> dict[int, list[ItemTopic]]:
@@ -185,6 +198,7 @@ def item_views(session: Session, ctx: PageContext, items: list[FeedbackItem]) ->
     ids = [item.id for item in items]
     touchpoints, topics = touchpoints_of(session, item_ids=ids), visible_topics(session, ctx, ids)
     sentences = sentences_of_items(session, item_ids=ids)
+    edited = edited_item_ids(session, item_ids=ids)
     at = sentence_touchpoints_of(session, sentence_ids=[s.id for found in sentences.values() for s in found])
     return [
         ItemView(
@@ -197,6 +211,7 @@ def item_views(session: Session, ctx: PageContext, items: list[FeedbackItem]) ->
                 s.id: [(t, ctx.touchpoint_name(t), label) for t, _, label in at.get(s.id, [])]
                 for s in sentences[item.id]
             },
+            edited=item.id in edited,
         )
         for item in items
     ]
@@ -342,7 +357,9 @@ def feedback_item(request: Request, session: SessionDep, ctx: PageDep, item_id: 
     item = session.get(FeedbackItem, item_id)
     if item is None or not can_see_location(item.location, allowed=ctx.web.caller.locations):
         raise PageError(404, f"No feedback item has id {item_id}.")
-    view = item_views(session, ctx, [item])[0]
+    view = dataclasses.replace(
+        item_views(session, ctx, [item])[0], versions=versions_of(session, item_id=item_id)
+    )
     return render(
         request,
         "pages/feedback_item.html",
@@ -350,5 +367,6 @@ def feedback_item(request: Request, session: SessionDep, ctx: PageDep, item_id: 
         page="feedback",
         ctx=ctx,
         view=view,
+        rating_label=rating_label,
         back_link=_link("/feedback", ctx.filters.params()),
     )
