@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from nlp.analysis import TextInput
@@ -22,11 +22,15 @@ from service.db.models import (
     PainPointDay,
     PainPointFact,
     Role,
+    Source,
     Topic,
     TopicModelRun,
 )
 from service.pipeline import load_analyzer
 from service.scoring import score_pending
+from tests.scrapers.replay import load_json
+from tests.test_collectors import add_app_store, app_store_feed
+from tests.test_collectors import run as collector_run
 from tests.web.conftest import sign_in
 
 Auth = Callable[[Role], dict[str, str]]
@@ -236,3 +240,27 @@ def test_the_item_page_shows_the_history(client: TestClient, auth: Auth, api_key
     assert "fx-history" not in plain and 'class="badge fx-edited"' not in plain
     listing = client.get("/feedback").text
     assert listing.count('class="badge fx-edited"') == 1
+
+
+def test_a_collector_that_sees_a_review_edited_updates_it(
+    client: TestClient, auth: Auth, engine: Engine, session: Session, settings: Settings
+) -> None:
+    add_app_store(session)
+    factory = make_session_factory(engine)
+    first = collector_run(factory, settings, app_store_feed())
+    assert first.stored > 0 and first.updated == 0
+    page = load_json("app_store", "page1.json")
+    entry = page["feed"]["entry"][1]
+    entry["im:rating"]["label"] = "4"
+    entry["content"]["label"] = "Checkout is fixed now, thanks for the reply!"
+    session.execute(update(Source).values(cursor=None))
+    session.commit()
+    again = collector_run(factory, settings, app_store_feed(first_page=page))
+    assert (again.stored, again.updated, again.duplicates) == (0, 1, first.stored - 1)
+    version = session.scalars(select(FeedbackItemVersion)).one()
+    assert (version.rating_value, version.change_source, version.import_id) == (2, "collector", again.run_id)
+    assert "checkout crashes sometimes (1)" in version.text
+    item = session.get(FeedbackItem, version.item_id)
+    assert item is not None and item.rating_value == 4 and "Checkout is fixed now" in item.text
+    runs = client.get("/v1/sources/app-store-us/runs", headers=auth(Role.ADMIN)).json()
+    assert [r["updated"] for r in runs] == [1, 0]
