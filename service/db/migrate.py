@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -45,3 +47,15 @@ def current_revision(engine: Engine) -> str | None:
 def is_at_head(engine: Engine) -> bool:
     """Whether the database schema is at the newest shipped revision."""
     return current_revision(engine) == head_revision()
+
+
+def objects_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """An autogenerate ``include_object`` that leaves out what the models create only on other databases
+    (``Index(...).ddl_if(dialect=...)``), which Alembic would otherwise report missing."""
+
+    def include(obj: Any, _name: str | None, _type: str, _reflected: bool, _compare_to: Any) -> bool:
+        condition = getattr(obj, "_ddl_if", None)
+        wanted = getattr(condition, "dialect", None)
+        return wanted is None or wanted == dialect or (not isinstance(wanted, str) and dialect in wanted)
+
+    return include

@@ -201,6 +201,14 @@ class FeedbackItem(Base):
         Index("ix_feedback_items_touchpoint_taxonomy_id", "touchpoint_taxonomy", "id"),
         Index("ix_feedback_items_topic_model_id", "topic_model_id", "id"),
         Index("ix_feedback_items_text_fingerprint", "text_fingerprint"),
+        # Search (`q`) is a case-insensitive substring in any script: trigrams serve ILIKE '%...%' on
+        # PostgreSQL; SQLite scans.
+        Index(
+            "ix_feedback_items_text_trigram",
+            "text",
+            postgresql_using="gin",
+            postgresql_ops={"text": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
 

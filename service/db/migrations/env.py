@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from service.db.engine import make_engine
+from service.db.migrate import objects_on
 from service.db.models import Base
 
 config = context.config
@@ -18,6 +19,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=objects_on(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()
