@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
@@ -26,10 +27,15 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    # In public, never in cxmine's own schema: dropping a schema drops the extensions in it, and with them
+    # every index that uses their operator classes, in any schema.
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+    schema = op.get_bind().scalar(
+        sa.text("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'")
+    )
     op.execute(
         "CREATE INDEX IF NOT EXISTS ix_feedback_items_text_trigram ON feedback_items "
-        "USING gin (text gin_trgm_ops)"
+        f'USING gin (text "{schema}".gin_trgm_ops)'
     )
 
 
