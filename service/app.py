@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.state.webhook_client = webhook_client()
         scheduler = None
-        if migrated and settings.scheduler_enabled:
+        # With CXMINE_JOB_RUNNER=procrastinate the jobs run in `cxmine worker` processes instead.
+        if migrated and settings.scheduler_enabled and settings.job_runner == "scheduler":
             scheduler = Scheduler(
                 settings=settings,
                 engine=engine,

@@ -130,6 +130,11 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     settings = _settings()
     migrate.upgrade(settings.effective_database_url, revision)
     console.print(f"database at revision {revision}: {_safe_url(settings)}")
+    if settings.job_runner == "procrastinate":
+        from service.tasks import install_schema
+
+        if install_schema(database_url=settings.effective_database_url):
+            console.print("procrastinate's job tables created (CXMINE_JOB_RUNNER=procrastinate)")
 
 
 @db_app.command("downgrade")
@@ -774,6 +779,40 @@ def sources_resume(name: Annotated[str, typer.Argument(help="The source to resum
     _set_enabled(name, enabled=True)
 
 
+@app.command("worker")
+def worker(
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated queues (collect,score,topics,alerts,webhooks,maintenance); all if empty."
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Jobs this process runs at once.")] = 1,
+    name: Annotated[
+        str | None, typer.Option(help="This worker's name in logs and procrastinate's tables.")
+    ] = None,
+) -> None:
+    """Run background jobs from the shared queue (CXMINE_JOB_RUNNER=procrastinate); start any number, anywhere."""
+    from service.logging import configure_logging
+    from service.tasks import QUEUES, build_app, schema_installed
+
+    settings = _settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    if settings.job_runner != "procrastinate":
+        raise _fail("set CXMINE_JOB_RUNNER=procrastinate (and stop the in-process scheduler) to run workers")
+    chosen = [queue.strip() for queue in queues.split(",") if queue.strip()] if queues else None
+    unknown = sorted(set(chosen or ()) - set(QUEUES))
+    if unknown:
+        raise _fail(f"unknown queues {', '.join(unknown)}; the queues are {', '.join(QUEUES)}")
+    with _database():
+        pass
+    if not schema_installed(database_url=settings.effective_database_url):
+        raise _fail(
+            "procrastinate's tables are missing: run `cxmine db upgrade` with CXMINE_JOB_RUNNER=procrastinate"
+        )
+    build_app(settings).run_worker(queues=chosen, concurrency=concurrency, name=name)
+
+
 @scheduler_app.command("run")
 def scheduler_run() -> None:
     """Run the scheduler standalone until SIGTERM/SIGINT; a second one waits as a standby."""
@@ -788,6 +827,8 @@ def scheduler_run() -> None:
 
     settings = _settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    if settings.job_runner != "scheduler":
+        raise _fail("CXMINE_JOB_RUNNER=procrastinate: the jobs run in `cxmine worker` processes, not here")
     with _database() as (engine, _):
         metrics = serve_job_metrics(settings)
         try:

@@ -91,6 +91,26 @@ class Settings(BaseSettings):
         description="How often the scheduler picks up source changes and run requests.",
     )
     scheduler_max_workers: int = Field(default=4, ge=1, le=64)
+    job_runner: Literal["scheduler", "procrastinate"] = Field(
+        default="scheduler",
+        description="scheduler: `cxmine serve` runs the jobs in-process (one leader); procrastinate "
+        "(PostgreSQL only): `cxmine worker` processes share them and `serve` runs none.",
+    )
+    worker_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="How often a `cxmine worker` records that it is alive."
+    )
+    worker_stalled_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="A worker silent this long is dead: its running jobs are retried by another.",
+    )
+    worker_maintenance_interval_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="How often workers look for stalled jobs."
+    )
+    worker_job_retention_hours: int = Field(
+        default=168, ge=1, le=24 * 365, description="Finished procrastinate jobs are deleted after this."
+    )
     topics_assign_interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
     topics_refit_cron: str = Field(
         default="0 3 * * *",
@@ -148,6 +168,16 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://") or value.startswith("postgres://"):
             raise ValueError("use the psycopg 3 driver: postgresql+psycopg://user@host:5432/db")
         return value
+
+    @model_validator(mode="after")
+    def _workers_need_postgres(self) -> Settings:
+        if self.job_runner == "procrastinate" and not (self.database_url or "").startswith("postgresql"):
+            raise ValueError(
+                "CXMINE_JOB_RUNNER=procrastinate needs PostgreSQL (CXMINE_DATABASE_URL=postgresql+psycopg://...)"
+            )
+        if self.worker_stalled_seconds <= self.worker_heartbeat_seconds:
+            raise ValueError("CXMINE_WORKER_STALLED_SECONDS must exceed CXMINE_WORKER_HEARTBEAT_SECONDS")
+        return self
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:

@@ -15,24 +15,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-from sqlalchemy import Connection, Engine, delete, select, text, update
+from sqlalchemy import Connection, Engine, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.collectors import (
-    PROCESS_OWNER,
-    SCHEDULE_EPOCH,
-    SourceBusyError,
-    is_collector,
-    run_collector,
-)
+from service import jobs
+from service.collectors import PROCESS_OWNER, SCHEDULE_EPOCH
 from service.config import Settings
 from service.db.models import SchedulerRun, Source, utcnow
+from service.jobs import RUN_HISTORY_DAYS, overdue
 
 if TYPE_CHECKING:
     from service.metrics import JobMetrics
@@ -41,7 +37,7 @@ logger = logging.getLogger("cxmine.scheduler")
 
 # One lock per schema, so that deployments sharing a PostgreSQL database in separate schemas do not contend.
 _LOCK_KEY_SQL = "hashtext('cxmine.scheduler.' || current_schema())"
-RUN_HISTORY_DAYS = 7
+__all__ = ["RUN_HISTORY_DAYS", "JobSpec", "Scheduler", "pipeline_jobs"]
 
 JobFunction = Callable[[threading.Event], None]
 CURRENT_TICK: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("cxmine_tick", default=None)
@@ -351,12 +347,7 @@ class Scheduler:
             )
 
     def _prune_history(self, _stop: threading.Event) -> None:
-        with self.session_factory() as session, session.begin():
-            session.execute(
-                delete(SchedulerRun).where(
-                    SchedulerRun.started_at < utcnow() - timedelta(days=RUN_HISTORY_DAYS)
-                )
-            )
+        jobs.prune_run_history(session_factory=self.session_factory)
 
     # ------------------------------------------------------------------------------ collector jobs
 
@@ -364,9 +355,8 @@ class Scheduler:
         """Match the collect jobs to the sources table, and start the runs someone asked for."""
         if self._aps is None:
             return
-        with self.session_factory() as session:
-            sources = [source for source in session.scalars(select(Source)) if is_collector(source)]
-        wanted: dict[str, Source] = {source.name: source for source in sources if source.enabled}
+        sources = jobs.enabled_collectors(session_factory=self.session_factory)
+        wanted: dict[str, Source] = {source.name: source for source in sources}
         for name in list(self._collect_jobs):
             if name not in wanted:
                 self._aps.remove_job(f"collect:{name}")
@@ -382,7 +372,7 @@ class Scheduler:
                     interval_seconds=source.schedule_interval_seconds,
                     cron=source.schedule_cron,
                 )
-                first_run = now if (requested or _overdue(source, now=now)) else None
+                first_run = now if (requested or overdue(source, now=now)) else None
                 self._add(spec, next_run_time=first_run)
                 self._collect_jobs[name] = schedule
             elif requested:
@@ -390,34 +380,12 @@ class Scheduler:
 
     def run_collect(self, name: str, stop: threading.Event) -> None:
         """One scheduled run of a collector, unless it is paused, deferred or already running."""
-        with self.session_factory() as session:
-            source = session.scalar(select(Source).where(Source.name == name))
-            if source is None or not source.enabled:
-                return
-            if source.deferred_until is not None and source.deferred_until > utcnow():
-                logger.info("collector deferred by rate limiting", extra={"source": name})
-                return
-            trigger = "manual" if source.run_requested_at is not None else "schedule"
-        try:
-            run_collector(self.session_factory, name=name, settings=self.settings, trigger=trigger, stop=stop)
-        except SourceBusyError:
-            logger.info("collector still running from an earlier tick", extra={"source": name})
-
-
-def _overdue(source: Source, *, now: datetime) -> bool:
-    """Never run, cut short by a stopped process, or due while no scheduler ran: run at once (missed runs
-    coalesce into this one)."""
-    if source.last_run_at is None or source.lease_owner is not None:
-        return True
-    if source.schedule_cron is not None:
-        from apscheduler.triggers.cron import CronTrigger
-
-        due = CronTrigger.from_crontab(source.schedule_cron, timezone=UTC).get_next_fire_time(
-            None, source.last_run_at
+        jobs.collect_source(
+            session_factory=self.session_factory, settings=self.settings, name=name, stop=stop
         )
-        return due is not None and due <= now
-    assert source.schedule_interval_seconds is not None
-    return source.last_run_at + timedelta(seconds=source.schedule_interval_seconds) <= now
+
+
+_overdue = overdue  # the scheduler's name for it, kept for callers
 
 
 def _collect_job(scheduler: Scheduler, name: str) -> JobFunction:
@@ -439,56 +407,44 @@ def pipeline_jobs(
     metrics: JobMetrics | None = None,
 ) -> list[JobSpec]:
     """Scoring (with touchpoint labelling), topics (the nightly refit, then assignment), and alerts."""
-    from service.alerts import deliver_pending, delivery_options, evaluate_rules
-    from service.scoring import score_pending
-    from service.topics import TopicAssigner, TopicMaintenance
-    from service.touchpoints import LabelerCache, label_pending
-
-    jobs: list[JobSpec] = []
+    specs: list[JobSpec] = []
     if analyzer is not None and settings.scoring_enabled:
-        labelers = LabelerCache(encoder=analyzer.encoder, sentiment=analyzer.sentiment)
-
-        on_progress = metrics.items_scored.inc if metrics is not None else None
-
-        def score(stop: threading.Event) -> None:
-            score_pending(
-                session_factory,
-                analyzer=analyzer,
-                batch_size=settings.scoring_batch_size,
-                stop=stop,
-                on_progress=on_progress,
-            )
-            labeler = labelers.current(session_factory)
-            if labeler is not None and not stop.is_set():
-                label_pending(session_factory, labeler=labeler, stop=stop)
-
-        jobs.append(JobSpec("score", score, interval_seconds=settings.scoring_interval_seconds))
-        maintenance = TopicMaintenance(
-            session_factory=session_factory,
-            assigner=TopicAssigner(),
-            refit_cron=settings.topics_refit_cron,
-            bootstrap_sentences=settings.topics_bootstrap_sentences,
-        )
-        jobs.append(JobSpec("topics", maintenance, interval_seconds=settings.topics_assign_interval_seconds))
+        specs.append(_score_spec(settings, session_factory, analyzer, metrics))
+        maintenance = jobs.make_topic_maintenance(session_factory=session_factory, settings=settings)
+        specs.append(JobSpec("topics", maintenance, interval_seconds=settings.topics_assign_interval_seconds))
     if settings.alerts_enabled:
 
         def evaluate(_stop: threading.Event) -> None:
-            evaluate_rules(session_factory)
+            jobs.evaluate_alerts(session_factory=session_factory)
 
-        jobs.append(
-            JobSpec("alerts.evaluate", evaluate, interval_seconds=settings.alert_evaluation_interval_seconds)
-        )
+        interval = settings.alert_evaluation_interval_seconds
+        specs.append(JobSpec("alerts.evaluate", evaluate, interval_seconds=interval))
         if webhook_client is not None:
             client = webhook_client
 
             def deliver(stop: threading.Event) -> None:
-                deliver_pending(session_factory, client=client, stop=stop, **delivery_options(settings))
-
-            jobs.append(
-                JobSpec(
-                    "alerts.deliver",
-                    deliver,
-                    interval_seconds=min(15.0, settings.alert_evaluation_interval_seconds),
+                jobs.deliver_alerts(
+                    session_factory=session_factory, client=client, settings=settings, stop=stop
                 )
-            )
-    return jobs
+
+            specs.append(JobSpec("alerts.deliver", deliver, interval_seconds=min(15.0, interval)))
+    return specs
+
+
+def _score_spec(
+    settings: Settings, session_factory: sessionmaker[Session], analyzer: Any, metrics: JobMetrics | None
+) -> JobSpec:
+    labelers = jobs.make_labelers(analyzer=analyzer)
+    on_progress = metrics.items_scored.inc if metrics is not None else None
+
+    def score(stop: threading.Event) -> None:
+        jobs.score_new(
+            session_factory=session_factory,
+            analyzer=analyzer,
+            settings=settings,
+            stop=stop,
+            on_progress=on_progress,
+        )
+        jobs.label_new(session_factory=session_factory, labelers=labelers, stop=stop)
+
+    return JobSpec("score", score, interval_seconds=settings.scoring_interval_seconds)

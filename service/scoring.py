@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nlp.analysis import Analysis, Analyzer, EmotionResult, TextInput
@@ -49,21 +49,25 @@ def score_pending(
     max_items: int | None = None,
     on_progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
+    after_id: int = 0,
+    up_to_id: int | None = None,
 ) -> ScoringRun:
     """Score every item not yet scored (or, with ``rescore``, scored by another model version).
 
     Each batch is read, analysed outside any transaction, then written in one transaction that
     only touches items still in the state they were read in: a crash loses at most the batch in
-    flight (it is scored on the next pass), and two workers never both write the same item.
+    flight (it is scored on the next pass), and two workers never both write the same item. ``after_id``
+    and ``up_to_id`` limit the pass to the ids in between (a procrastinate worker's share).
     """
     run = ScoringRun()
-    last_id = 0
+    last_id = after_id
+    in_range = FeedbackItem.id <= up_to_id if up_to_id is not None else true()
     while (max_items is None or run.scored + run.skipped < max_items) and not (stop and stop.is_set()):
         limit = batch_size if max_items is None else min(batch_size, max_items - run.scored - run.skipped)
         with session_factory() as session:
             rows = session.execute(
                 select(FeedbackItem.id, FeedbackItem.text, FeedbackItem.language)
-                .where(_needs_scoring(analyzer.version, rescore=rescore), FeedbackItem.id > last_id)
+                .where(_needs_scoring(analyzer.version, rescore=rescore), FeedbackItem.id > last_id, in_range)
                 .order_by(FeedbackItem.id)
                 .limit(limit)
             ).all()

@@ -1,0 +1,325 @@
+"""The background work as procrastinate tasks (CXMINE_JOB_RUNNER=procrastinate, PostgreSQL only).
+
+Any number of ``cxmine worker`` processes, on any host, share the jobs the in-process scheduler
+(service/scheduler.py) runs in one leader; both call the same functions (service/jobs.py). What replaces
+the scheduler's guarantees:
+
+- the leader lock and the ``scheduler_runs`` tick claim: every worker runs procrastinate's periodic
+  deferrer, and ``procrastinate_periodic_defers`` (unique per task and tick) defers each tick once; each
+  job is fetched by one worker only (``FOR UPDATE SKIP LOCKED``);
+- a job never overlapping itself (``max_instances=1``): a ``lock`` per task (per source for collection,
+  per id range for scoring; one topics job, so a refit never runs twice at once), and a ``queueing_lock``
+  so that at most one more waits (missed ticks coalesce);
+- a standby taking over from a dead leader: the others keep working, and the ``retry_stalled`` task puts
+  the jobs of a worker without a heartbeat for ``worker_stalled_seconds`` back in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from service import jobs
+from service.config import Settings
+
+if TYPE_CHECKING:
+    import httpx
+    import procrastinate
+    from sqlalchemy.orm import Session, sessionmaker
+
+logger = logging.getLogger("cxmine.tasks")
+
+QUEUES = ("collect", "score", "topics", "alerts", "webhooks", "maintenance")
+SCORE_TASK_BATCHES = 4
+"""A scoring task covers this many scoring batches of ids (``scoring_batch_size`` each)."""
+MAX_DEFERS_PER_TICK = 1_000
+PRUNE_CRON = "17 4 * * *"
+
+
+def conninfo(database_url: str) -> str:
+    """The libpq URL of a SQLAlchemy ``postgresql+psycopg://`` URL (query options such as search_path kept)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        raise ValueError("procrastinate needs PostgreSQL")
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def install_schema(*, database_url: str) -> bool:
+    """Apply procrastinate's schema (to the connection's current schema) unless it is there; whether it was."""
+    import psycopg
+    from procrastinate.schema import SchemaManager
+
+    with psycopg.connect(conninfo(database_url)) as connection:
+        if schema_installed_on(connection):
+            return False
+        connection.execute(SchemaManager.get_schema())
+    return True
+
+
+def schema_installed(*, database_url: str) -> bool:
+    """Whether procrastinate's tables are in the database."""
+    import psycopg
+
+    with psycopg.connect(conninfo(database_url)) as connection:
+        return schema_installed_on(connection)
+
+
+def schema_installed_on(connection: Any) -> bool:
+    """Whether procrastinate's tables are visible on this psycopg connection."""
+    row = connection.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
+    return row is not None and row[0] is not None
+
+
+def every(seconds: float) -> str:
+    """A crontab line (seconds as a sixth field under a minute) firing about every ``seconds``."""
+    whole = max(1, round(seconds))
+    if whole < 60:
+        return f"* * * * * */{whole}"
+    minutes = max(1, round(whole / 60))
+    if minutes < 60:
+        return f"*/{minutes} * * * *"
+    hours = max(1, round(minutes / 60))
+    return f"0 */{hours} * * *" if hours < 24 else "0 0 * * *"
+
+
+def retry(*, attempts: int, base: int) -> Any:
+    """Exponential backoff: base, base², ... seconds between ``attempts`` tries."""
+    from procrastinate import RetryStrategy
+
+    return RetryStrategy(max_attempts=attempts, exponential_wait=base)
+
+
+class Runtime:
+    """What one worker process's tasks share: the database and the models, made on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+
+    @cached_property
+    def session_factory(self) -> sessionmaker[Session]:
+        from service.db.engine import make_engine, make_session_factory
+
+        return make_session_factory(make_engine(self.settings.effective_database_url))
+
+    @cached_property
+    def analyzer(self) -> Any:
+        from service.pipeline import load_analyzer
+
+        return load_analyzer(self.settings)
+
+    @cached_property
+    def labelers(self) -> Any:
+        return jobs.make_labelers(analyzer=self.analyzer)
+
+    @cached_property
+    def topics(self) -> Any:
+        return jobs.make_topic_maintenance(session_factory=self.session_factory, settings=self.settings)
+
+    @cached_property
+    def webhook_client(self) -> httpx.Client:
+        from service.alerts import webhook_client
+
+        return webhook_client()
+
+    def get(self, name: str) -> Any:
+        """An attribute, made once even when tasks run in threads."""
+        with self._lock:
+            return getattr(self, name)
+
+
+def build_app(settings: Settings) -> procrastinate.App:
+    """A procrastinate app on the service's PostgreSQL database, with every task and schedule."""
+    from procrastinate import App, PsycopgConnector
+
+    connector = PsycopgConnector(conninfo=conninfo(settings.effective_database_url), min_size=1, max_size=8)
+    app = App(
+        connector=connector,
+        worker_defaults={
+            "update_heartbeat_interval": settings.worker_heartbeat_seconds,
+            "stalled_worker_timeout": settings.worker_stalled_seconds,
+        },
+    )
+    runtime = Runtime(settings)
+    _collect_tasks(app, runtime)
+    if settings.scoring_enabled:
+        _score_tasks(app, runtime)
+        _topic_tasks(app, runtime)
+    if settings.alerts_enabled:
+        _alert_tasks(app, runtime)
+    _maintenance_tasks(app, runtime)
+    return app
+
+
+async def _defer(task: Any, *, lock: str, **kwargs: Any) -> bool:
+    """Defer ``task`` under ``lock`` unless one is already waiting; whether it was deferred."""
+    from procrastinate.exceptions import AlreadyEnqueued
+
+    try:
+        await task.configure(lock=lock, queueing_lock=lock).defer_async(**kwargs)
+    except AlreadyEnqueued:
+        return False
+    return True
+
+
+def _collect_tasks(app: procrastinate.App, runtime: Runtime) -> None:
+    settings = runtime.settings
+
+    def collect(name: str) -> None:
+        factory = runtime.get("session_factory")
+        if name in jobs.due_sources(session_factory=factory):  # not already run by an earlier job
+            jobs.collect_source(session_factory=factory, settings=settings, name=name, stop=runtime.stop)
+
+    collect_task = app.task(name="cxmine.collect", queue="collect", retry=retry(attempts=3, base=10))(collect)
+
+    async def collect_due(timestamp: int) -> None:
+        factory = runtime.get("session_factory")
+        for name in await asyncio.to_thread(jobs.due_sources, session_factory=factory):
+            await _defer(collect_task, lock=f"collect:{name}", name=name)
+
+    task = app.task(name="cxmine.collect_due", queue="collect", queueing_lock="collect_due")(collect_due)
+    app.periodic(cron=every(settings.scheduler_sync_seconds))(task)
+
+
+def pending_ranges(*, session_factory: sessionmaker[Session], span: int) -> list[tuple[int, int]]:
+    """The id ranges ``(after_id, up_to_id]`` of ``span`` ids that hold unscored feedback, oldest first."""
+    from service.db.models import FeedbackItem
+
+    bucket = (FeedbackItem.id - 1) // span
+    with session_factory() as session:
+        buckets = session.scalars(
+            select(bucket)
+            .distinct()
+            .where(FeedbackItem.scored_at.is_(None))
+            .order_by(bucket)
+            .limit(MAX_DEFERS_PER_TICK)
+        ).all()
+    return [(int(b) * span, int(b) * span + span) for b in buckets]
+
+
+def _score_tasks(app: procrastinate.App, runtime: Runtime) -> None:
+    settings = runtime.settings
+    span = settings.scoring_batch_size * SCORE_TASK_BATCHES
+
+    def score_batch(after_id: int, up_to_id: int) -> None:
+        jobs.score_new(
+            session_factory=runtime.get("session_factory"),
+            analyzer=runtime.get("analyzer"),
+            settings=settings,
+            stop=runtime.stop,
+            after_id=after_id,
+            up_to_id=up_to_id,
+        )
+
+    batch_task = app.task(name="cxmine.score_batch", queue="score", retry=retry(attempts=5, base=2))(
+        score_batch
+    )
+
+    async def score_due(timestamp: int) -> None:
+        factory = runtime.get("session_factory")
+        for after_id, up_to_id in await asyncio.to_thread(pending_ranges, session_factory=factory, span=span):
+            await _defer(batch_task, lock=f"score:{after_id}", after_id=after_id, up_to_id=up_to_id)
+
+    task = app.task(name="cxmine.score_due", queue="score", queueing_lock="score_due")(score_due)
+    app.periodic(cron=every(settings.scoring_interval_seconds))(task)
+
+    def label(timestamp: int) -> None:
+        jobs.label_new(
+            session_factory=runtime.get("session_factory"),
+            labelers=runtime.get("labelers"),
+            stop=runtime.stop,
+        )
+
+    label_task = app.task(name="cxmine.label", queue="score", lock="label", queueing_lock="label")(label)
+    app.periodic(cron=every(settings.scoring_interval_seconds))(label_task)
+
+
+def _topic_tasks(app: procrastinate.App, runtime: Runtime) -> None:
+    def topics(timestamp: int) -> None:
+        runtime.get("topics")(runtime.stop)
+
+    task = app.task(
+        name="cxmine.topics",
+        queue="topics",
+        lock="topics",
+        queueing_lock="topics",
+        retry=retry(attempts=3, base=5),
+    )(topics)
+    app.periodic(cron=every(runtime.settings.topics_assign_interval_seconds))(task)
+
+
+def _alert_tasks(app: procrastinate.App, runtime: Runtime) -> None:
+    settings = runtime.settings
+
+    def evaluate(timestamp: int) -> None:
+        jobs.evaluate_alerts(session_factory=runtime.get("session_factory"))
+
+    task = app.task(
+        name="cxmine.alerts_evaluate", queue="alerts", lock="alerts_evaluate", queueing_lock="alerts_evaluate"
+    )(evaluate)
+    app.periodic(cron=every(settings.alert_evaluation_interval_seconds))(task)
+
+    def deliver(timestamp: int) -> None:
+        jobs.deliver_alerts(
+            session_factory=runtime.get("session_factory"),
+            client=runtime.get("webhook_client"),
+            settings=settings,
+            stop=runtime.stop,
+        )
+
+    deliver_task = app.task(
+        name="cxmine.alerts_deliver",
+        queue="webhooks",
+        lock="alerts_deliver",
+        queueing_lock="alerts_deliver",
+        retry=retry(attempts=3, base=5),
+    )(deliver)
+    app.periodic(cron=every(min(15.0, settings.alert_evaluation_interval_seconds)))(deliver_task)
+
+
+async def retry_stalled_job(app: procrastinate.App, job: Any) -> None:
+    """Queue a dead worker's job again; when a twin already waits (same queueing lock), end it as failed
+    instead, which frees its lock for the twin (every task is safe to run again)."""
+    from procrastinate.exceptions import UniqueViolation
+    from procrastinate.jobs import Status
+
+    try:
+        await app.job_manager.retry_job(job)
+    except UniqueViolation:
+        logger.warning("a stalled job's twin is queued; failing the stalled one", extra={"job": job.id})
+        await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
+        return
+    logger.warning("retrying a job of a stalled worker", extra={"job": job.id, "task": job.task_name})
+
+
+def _maintenance_tasks(app: procrastinate.App, runtime: Runtime) -> None:
+    settings = runtime.settings
+
+    async def retry_stalled(timestamp: int) -> None:
+        stalled = await app.job_manager.get_stalled_jobs(
+            seconds_since_heartbeat=settings.worker_stalled_seconds
+        )
+        for job in stalled:
+            await retry_stalled_job(app, job)
+
+    task = app.task(name="cxmine.retry_stalled", queue="maintenance", queueing_lock="retry_stalled")(
+        retry_stalled
+    )
+    app.periodic(cron=every(settings.worker_maintenance_interval_seconds))(task)
+
+    async def prune_jobs(timestamp: int) -> None:
+        await app.job_manager.delete_old_jobs(
+            nb_hours=settings.worker_job_retention_hours, include_failed=True, include_cancelled=True
+        )
+
+    prune_task = app.task(name="cxmine.prune_jobs", queue="maintenance", queueing_lock="prune_jobs")(
+        prune_jobs
+    )
+    app.periodic(cron=PRUNE_CRON)(prune_task)
