@@ -810,6 +810,13 @@ def worker(
         raise _fail(
             "procrastinate's tables are missing: run `cxmine db upgrade` with CXMINE_JOB_RUNNER=procrastinate"
         )
+    if settings.scoring_enabled and (chosen is None or "score" in chosen):
+        from service.pipeline import ModelsUnavailableError, load_analyzer
+
+        try:
+            load_analyzer(settings)  # before taking jobs: a missing model shows now, not in every job
+        except ModelsUnavailableError as exc:
+            console.print(f"[yellow]warning:[/] scoring models not available, scoring jobs will fail: {exc}")
     build_app(settings).run_worker(queues=chosen, concurrency=concurrency, name=name)
 
 
