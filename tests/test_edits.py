@@ -232,7 +232,7 @@ def test_the_item_page_shows_the_history(client: TestClient, auth: Auth, api_key
     assert page.status_code == 200
     html = page.text
     assert 'class="card fx-history"' in html and 'class="badge fx-edited"' in html
-    assert 'Rating <span class="fx-rating">1 stars</span> → <span class="fx-rating">4 stars</span>' in html
+    assert 'Rating <span class="fx-rating">1 star</span> → <span class="fx-rating">4 stars</span>' in html
     assert "Version 1" in html and "Version 2 (current)" in html and "replaced through api" in html
     assert html.index(FIRST) > html.index("History")  # the old text is in the history, the new one above
     assert html.index(EDITED) < html.index("History")

@@ -171,10 +171,12 @@ class ItemView:
 
 
 def rating_label(value: float | None, scale: str | None) -> str:
-    """A rating as shown: '4 stars', '9 NPS'; empty when there is none."""
+    """A rating as shown: '4 stars', '1 star', '9 NPS'; empty when there is none."""
     if value is None or scale is None:
         return ""
-    return f"{value:g} {scale.upper() if scale != 'stars' else 'stars'}"
+    if scale == "stars":
+        return f"{value:g} {'star' if value == 1 else 'stars'}"
+    return f"{value:g} {scale.upper()}"
 
 
 def visible_topics(session: Session, ctx: PageContext, item_ids: list[int]) -> dict[int, list[ItemTopic]]:
