@@ -9,7 +9,8 @@ the scheduler's guarantees:
   job is fetched by one worker only (``FOR UPDATE SKIP LOCKED``);
 - a job never overlapping itself (``max_instances=1``): a ``lock`` per task (per source for collection,
   per id range for scoring; one topics job, so a refit never runs twice at once), and a ``queueing_lock``
-  so that at most one more waits (missed ticks coalesce);
+  so that at most one more waits (missed ticks coalesce); the dispatchers (collect_due, score_due) defer
+  nothing for a lock whose job waits or runs;
 - a standby taking over from a dead leader: the others keep working, and the ``retry_stalled`` task puts
   the jobs of a worker without a heartbeat for ``worker_stalled_seconds`` back in the queue.
 """
@@ -158,10 +159,26 @@ def build_app(settings: Settings) -> procrastinate.App:
     return app
 
 
-async def _defer(task: Any, *, lock: str, **kwargs: Any) -> bool:
-    """Defer ``task`` under ``lock`` unless one is already waiting; whether it was deferred."""
+ACTIVE_LOCKS_SQL = (
+    "SELECT lock FROM procrastinate_jobs WHERE status IN ('todo', 'doing') AND lock LIKE %(prefix)s"
+)
+
+
+async def active_locks(app: procrastinate.App, *, prefix: str) -> set[str]:
+    """The locks of the jobs waiting or running whose lock starts with ``prefix``."""
+    rows = await app.connector.execute_query_all_async(query=ACTIVE_LOCKS_SQL, prefix=f"{prefix}%")
+    return {row["lock"] for row in rows}
+
+
+async def _defer(task: Any, *, lock: str, active: set[str], **kwargs: Any) -> bool:
+    """Defer ``task`` under ``lock`` unless a job with that lock waits or runs; whether it was deferred.
+
+    No twin is ever queued behind a running job, so a failed job's retry (or a stalled one's) never meets
+    one holding its queueing lock."""
     from procrastinate.exceptions import AlreadyEnqueued
 
+    if lock in active:
+        return False
     try:
         await task.configure(lock=lock, queueing_lock=lock).defer_async(**kwargs)
     except AlreadyEnqueued:
@@ -181,10 +198,13 @@ def _collect_tasks(app: procrastinate.App, runtime: Runtime) -> None:
 
     async def collect_due(timestamp: int) -> None:
         factory = runtime.get("session_factory")
+        active = await active_locks(app, prefix="collect:")
         for name in await asyncio.to_thread(jobs.due_sources, session_factory=factory):
-            await _defer(collect_task, lock=f"collect:{name}", name=name)
+            await _defer(collect_task, lock=f"collect:{name}", active=active, name=name)
 
-    task = app.task(name="cxmine.collect_due", queue="collect", queueing_lock="collect_due")(collect_due)
+    task = app.task(
+        name="cxmine.collect_due", queue="collect", lock="collect_due", queueing_lock="collect_due"
+    )(collect_due)
     app.periodic(cron=every(settings.scheduler_sync_seconds))(task)
 
 
@@ -224,10 +244,15 @@ def _score_tasks(app: procrastinate.App, runtime: Runtime) -> None:
 
     async def score_due(timestamp: int) -> None:
         factory = runtime.get("session_factory")
+        active = await active_locks(app, prefix="score:")
         for after_id, up_to_id in await asyncio.to_thread(pending_ranges, session_factory=factory, span=span):
-            await _defer(batch_task, lock=f"score:{after_id}", after_id=after_id, up_to_id=up_to_id)
+            await _defer(
+                batch_task, lock=f"score:{after_id}", active=active, after_id=after_id, up_to_id=up_to_id
+            )
 
-    task = app.task(name="cxmine.score_due", queue="score", queueing_lock="score_due")(score_due)
+    task = app.task(name="cxmine.score_due", queue="score", lock="score_due", queueing_lock="score_due")(
+        score_due
+    )
     app.periodic(cron=every(settings.scoring_interval_seconds))(task)
 
     def label(timestamp: int) -> None:

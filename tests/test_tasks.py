@@ -30,7 +30,6 @@ from service.ingest.service import ingest_batch
 from service.scheduler import pipeline_jobs
 from tests.conftest import ScratchDatabase
 
-pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
     "Delivery was a week late and support never answered.",
@@ -46,6 +45,32 @@ COMPARED = (
     "item_embeddings",
     "item_touchpoints",
 )
+
+
+def test_procrastinate_needs_postgres_and_a_live_heartbeat(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="needs PostgreSQL"):
+        Settings(data_dir=tmp_path, job_runner="procrastinate")
+    with pytest.raises(ValidationError, match="must exceed"):
+        Settings(data_dir=tmp_path, worker_heartbeat_seconds=30, worker_stalled_seconds=30)
+    assert Settings(data_dir=tmp_path).job_runner == "scheduler"
+
+
+def test_schedules_and_connection_strings() -> None:
+    assert [tasks.every(s) for s in (0.2, 5, 15, 60, 90, 3600, 86_400)] == [
+        "* * * * * */1",
+        "* * * * * */5",
+        "* * * * * */15",
+        "*/1 * * * *",
+        "*/2 * * * *",
+        "0 */1 * * *",
+        "0 0 * * *",
+    ]
+    url = "postgresql+psycopg://u:p@h:5432/db?options=-csearch_path%3Dx"
+    assert tasks.conninfo(url) == "postgresql://u:p@h:5432/db?options=-csearch_path%3Dx"
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        tasks.conninfo("sqlite:///x.db")
 
 
 def _database(scratch_database: Callable[[str], ScratchDatabase]) -> str:
@@ -98,6 +123,7 @@ def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
     return dumped
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_tasks_and_scheduler_jobs_store_the_same_rows(
     scratch_database: Callable[[str], ScratchDatabase], tmp_path: Path, scoring_encoder: str
@@ -213,6 +239,7 @@ def _overlaps(spans: list[tuple[float, float]]) -> bool:
     return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_two_workers_never_collect_one_source_or_fit_topics_at_once(
     two_probe_workers: tuple[str, list[list[str]]],
@@ -230,6 +257,7 @@ def test_two_workers_never_collect_one_source_or_fit_topics_at_once(
     assert _overlaps(everything), "different sources and topics should run side by side"
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_each_periodic_tick_is_deferred_once(two_probe_workers: tuple[str, list[list[str]]]) -> None:
     url, _ = two_probe_workers
@@ -280,6 +308,7 @@ def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
     return condition()
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_killed_worker_scoring_is_retried_and_scores_each_item_once(
     scratch_database: Callable[[str], ScratchDatabase], tmp_path: Path, scoring_encoder: str
