@@ -95,9 +95,10 @@ def _start_workers(
         "CXMINE_LOG_LEVEL": "WARNING",
     }
     command = [sys.executable, "-m", "service.cli", "worker", "--queues", "score"]
+    cores = os.cpu_count() or 1
     return [
         subprocess.Popen(
-            [*command, "--name", f"bench{i}"],
+            [*(["taskset", "-c", str(i % cores)] if args.pin else []), *command, "--name", f"bench{i}"],
             env=env,
             cwd=log_dir,
             stdout=(log_dir / f"worker{i}.log").open("wb"),
@@ -178,6 +179,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--pin", action="store_true", help="pin worker i to core i (taskset): one core each")
     parser.add_argument("--log-dir", default="/tmp/cxmine-bench-workers")
     args = parser.parse_args()
     if not args.database_url:

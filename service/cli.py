@@ -59,8 +59,8 @@ def _settings() -> Settings:
         return get_settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"CXMINE_{'_'.join(str(part) for part in error['loc']).upper()}: "
-            f"{error['msg'].removeprefix('Value error, ')}"
+            (f"CXMINE_{'_'.join(str(part) for part in error['loc']).upper()}: " if error["loc"] else "")
+            + error["msg"].removeprefix("Value error, ")
             for error in exc.errors()
         )
         raise _fail(f"invalid settings: {problems}") from exc
