@@ -353,7 +353,8 @@ def import_command(
         raise _fail(str(exc)) from exc
     console.print(
         f"import #{audit.id} ({decoded.format}, {decoded.encoding or 'binary'}): {audit.received} rows, "
-        f"[green]{audit.stored} stored[/], {audit.duplicates} duplicate, [red]{audit.rejected} rejected[/]"
+        f"[green]{audit.stored} stored[/], {sum(r.status == 'updated' for r in results)} updated, "
+        f"{audit.duplicates} duplicate, [red]{audit.rejected} rejected[/]"
     )
     for result in [r for r in results if r.status == "rejected"][:show]:
         console.print(f"  row {result.index}: {result.reason}")
@@ -748,7 +749,8 @@ def sources_run(
             raise _fail(str(exc)) from exc
     out.print(
         f"run #{outcome.run_id} {outcome.status}: {outcome.pages} pages, {outcome.received} records, "
-        f"{outcome.stored} stored, {outcome.duplicates} duplicates, {outcome.malformed} malformed",
+        f"{outcome.stored} stored, {outcome.updated} updated, {outcome.duplicates} duplicates, "
+        f"{outcome.malformed} malformed",
         highlight=False,
     )
     if outcome.status not in ("completed", "interrupted"):

@@ -66,7 +66,7 @@ def score_pending(
         limit = batch_size if max_items is None else min(batch_size, max_items - run.scored - run.skipped)
         with session_factory() as session:
             rows = session.execute(
-                select(FeedbackItem.id, FeedbackItem.text, FeedbackItem.language)
+                select(FeedbackItem.id, FeedbackItem.text, FeedbackItem.language, FeedbackItem.content_hash)
                 .where(_needs_scoring(analyzer.version, rescore=rescore), FeedbackItem.id > last_id, in_range)
                 .order_by(FeedbackItem.id)
                 .limit(limit)
@@ -79,6 +79,7 @@ def score_pending(
             written = write_scores(
                 session,
                 item_ids=[r.id for r in rows],
+                content_hashes=[r.content_hash for r in rows],
                 analyses=analyses,
                 version=analyzer.version,
                 rescore=rescore,
@@ -97,18 +98,20 @@ def write_scores(
     session: Session,
     *,
     item_ids: Sequence[int],
+    content_hashes: Sequence[str],
     analyses: Sequence[Analysis],
     version: str,
     rescore: bool,
 ) -> int:
-    """Store the analyses of items that still need them; return how many were written."""
+    """Store the analyses of items that still need them and still hold the text that was analysed (an
+    edit committed meanwhile makes the item wait for the next pass); return how many were written."""
     now = utcnow()
     still_needed = _needs_scoring(version, rescore=rescore)
     claimed: list[tuple[int, Analysis]] = []
-    for item_id, analysis in zip(item_ids, analyses, strict=True):
+    for item_id, content, analysis in zip(item_ids, content_hashes, analyses, strict=True):
         result = session.execute(
             update(FeedbackItem)
-            .where(FeedbackItem.id == item_id, still_needed)
+            .where(FeedbackItem.id == item_id, FeedbackItem.content_hash == content, still_needed)
             .values(
                 language=analysis.language,
                 language_confidence=analysis.language_confidence,

@@ -264,3 +264,33 @@ def test_a_collector_that_sees_a_review_edited_updates_it(
     assert item is not None and item.rating_value == 4 and "Checkout is fixed now" in item.text
     runs = client.get("/v1/sources/app-store-us/runs", headers=auth(Role.ADMIN)).json()
     assert [r["updated"] for r in runs] == [1, 0]
+
+
+def test_an_edit_committed_while_its_item_is_analysed_waits_for_the_next_pass(
+    client: TestClient, auth: Auth, engine: Engine, session: Session, scoring_settings: Settings
+) -> None:
+    item_id = _post(client, auth, _review(FIRST, 1))["items"][0]["id"]
+    real = load_analyzer(scoring_settings)
+    factory = make_session_factory(engine)
+
+    class EditedMeanwhile:
+        """The real analyzer; the customer edits the review while the first batch is being analysed."""
+
+        version = real.version
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def analyse(self, inputs: list[TextInput]) -> Any:
+            self.calls += 1
+            if self.calls == 1:
+                assert _post(client, auth, _review(EDITED, 4))["items"][0]["status"] == "updated"
+            return real.analyse(inputs)
+
+    run = score_pending(factory, analyzer=EditedMeanwhile())  # type: ignore[arg-type]
+    assert (run.scored, run.skipped) == (0, 1), "the analysis of the old text is not written"
+    assert score_pending(factory, analyzer=real).scored == 1
+    session.expire_all()
+    stored = session.scalars(select(FeedbackSentence).where(FeedbackSentence.item_id == item_id)).all()
+    assert stored and all(0 <= s.start < s.end <= len(EDITED) for s in stored)
+    assert " ".join(EDITED[s.start : s.end] for s in stored).startswith("The delivery was late, but")
