@@ -464,7 +464,16 @@ class PainPointFact(Base):
     )
 
 
-class PainPointDay(Base):
+class _DaySums:
+    """What a daily rollup row sums: sentences, negatives, sentiment scores and the negatives' scores."""
+
+    sentences: Mapped[int] = mapped_column(Integer)
+    negative: Mapped[int] = mapped_column(Integer)
+    score_sum: Mapped[float] = mapped_column(Float)
+    negative_score: Mapped[float] = mapped_column(Float)
+
+
+class PainPointDay(_DaySums, Base):
     """One day's pain-point facts of a topic at a touchpoint, summed; kept by triggers on the facts."""
 
     __tablename__ = "pain_point_days"
@@ -472,13 +481,9 @@ class PainPointDay(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     topic_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     touchpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
-    sentences: Mapped[int] = mapped_column(Integer)
-    negative: Mapped[int] = mapped_column(Integer)
-    score_sum: Mapped[float] = mapped_column(Float)
-    negative_score: Mapped[float] = mapped_column(Float)
 
 
-class PainPointDimensionDay(Base):
+class PainPointDimensionDay(_DaySums, Base):
     """``PainPointDay`` per store, per source and per language, one dimension at a time (crossed, they would
     hold about as many rows as the facts); facts without a store are not in the store rows, and a fact
     without a language is under the value ``''``."""
@@ -490,10 +495,6 @@ class PainPointDimensionDay(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     topic_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     touchpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
-    sentences: Mapped[int] = mapped_column(Integer)
-    negative: Mapped[int] = mapped_column(Integer)
-    score_sum: Mapped[float] = mapped_column(Float)
-    negative_score: Mapped[float] = mapped_column(Float)
 
 
 class PainPointRollupControl(Base):
