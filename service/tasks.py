@@ -186,6 +186,28 @@ async def _defer(task: Any, *, lock: str, active: set[str], **kwargs: Any) -> bo
     return True
 
 
+def _periodic(
+    app: procrastinate.App,
+    body: Any,
+    *,
+    name: str,
+    queue: str,
+    cron: str,
+    locked: bool = True,
+    retry_strategy: Any = None,
+) -> None:
+    """Register ``body`` as the periodic task ``cxmine.<name>``: at most one waits (queueing lock) and, when
+    ``locked``, one runs at a time."""
+    task = app.task(
+        name=f"cxmine.{name}",
+        queue=queue,
+        lock=name if locked else None,
+        queueing_lock=name,
+        retry=retry_strategy if retry_strategy is not None else False,
+    )(body)
+    app.periodic(cron=cron)(task)
+
+
 def _collect_tasks(app: procrastinate.App, runtime: Runtime) -> None:
     settings = runtime.settings
 
@@ -202,10 +224,9 @@ def _collect_tasks(app: procrastinate.App, runtime: Runtime) -> None:
         for name in await asyncio.to_thread(jobs.due_sources, session_factory=factory):
             await _defer(collect_task, lock=f"collect:{name}", active=active, name=name)
 
-    task = app.task(
-        name="cxmine.collect_due", queue="collect", lock="collect_due", queueing_lock="collect_due"
-    )(collect_due)
-    app.periodic(cron=every(settings.scheduler_sync_seconds))(task)
+    _periodic(
+        app, collect_due, name="collect_due", queue="collect", cron=every(settings.scheduler_sync_seconds)
+    )
 
 
 def pending_ranges(*, session_factory: sessionmaker[Session], span: int) -> list[tuple[int, int]]:
@@ -250,10 +271,7 @@ def _score_tasks(app: procrastinate.App, runtime: Runtime) -> None:
                 batch_task, lock=f"score:{after_id}", active=active, after_id=after_id, up_to_id=up_to_id
             )
 
-    task = app.task(name="cxmine.score_due", queue="score", lock="score_due", queueing_lock="score_due")(
-        score_due
-    )
-    app.periodic(cron=every(settings.scoring_interval_seconds))(task)
+    _periodic(app, score_due, name="score_due", queue="score", cron=every(settings.scoring_interval_seconds))
 
     def label(timestamp: int) -> None:
         jobs.label_new(
@@ -262,22 +280,15 @@ def _score_tasks(app: procrastinate.App, runtime: Runtime) -> None:
             stop=runtime.stop,
         )
 
-    label_task = app.task(name="cxmine.label", queue="score", lock="label", queueing_lock="label")(label)
-    app.periodic(cron=every(settings.scoring_interval_seconds))(label_task)
+    _periodic(app, label, name="label", queue="score", cron=every(settings.scoring_interval_seconds))
 
 
 def _topic_tasks(app: procrastinate.App, runtime: Runtime) -> None:
     def topics(timestamp: int) -> None:
         runtime.get("topics")(runtime.stop)
 
-    task = app.task(
-        name="cxmine.topics",
-        queue="topics",
-        lock="topics",
-        queueing_lock="topics",
-        retry=retry(attempts=3, base=5),
-    )(topics)
-    app.periodic(cron=every(runtime.settings.topics_assign_interval_seconds))(task)
+    cron = every(runtime.settings.topics_assign_interval_seconds)
+    _periodic(app, topics, name="topics", queue="topics", cron=cron, retry_strategy=retry(attempts=3, base=5))
 
 
 def _alert_tasks(app: procrastinate.App, runtime: Runtime) -> None:
@@ -286,10 +297,8 @@ def _alert_tasks(app: procrastinate.App, runtime: Runtime) -> None:
     def evaluate(timestamp: int) -> None:
         jobs.evaluate_alerts(session_factory=runtime.get("session_factory"))
 
-    task = app.task(
-        name="cxmine.alerts_evaluate", queue="alerts", lock="alerts_evaluate", queueing_lock="alerts_evaluate"
-    )(evaluate)
-    app.periodic(cron=every(settings.alert_evaluation_interval_seconds))(task)
+    cron = every(settings.alert_evaluation_interval_seconds)
+    _periodic(app, evaluate, name="alerts_evaluate", queue="alerts", cron=cron)
 
     def deliver(timestamp: int) -> None:
         jobs.deliver_alerts(
@@ -299,14 +308,14 @@ def _alert_tasks(app: procrastinate.App, runtime: Runtime) -> None:
             stop=runtime.stop,
         )
 
-    deliver_task = app.task(
-        name="cxmine.alerts_deliver",
+    _periodic(
+        app,
+        deliver,
+        name="alerts_deliver",
         queue="webhooks",
-        lock="alerts_deliver",
-        queueing_lock="alerts_deliver",
-        retry=retry(attempts=3, base=5),
-    )(deliver)
-    app.periodic(cron=every(min(15.0, settings.alert_evaluation_interval_seconds)))(deliver_task)
+        cron=every(min(15.0, settings.alert_evaluation_interval_seconds)),
+        retry_strategy=retry(attempts=3, base=5),
+    )
 
 
 async def retry_stalled_job(app: procrastinate.App, job: Any) -> None:
@@ -334,17 +343,12 @@ def _maintenance_tasks(app: procrastinate.App, runtime: Runtime) -> None:
         for job in stalled:
             await retry_stalled_job(app, job)
 
-    task = app.task(name="cxmine.retry_stalled", queue="maintenance", queueing_lock="retry_stalled")(
-        retry_stalled
-    )
-    app.periodic(cron=every(settings.worker_maintenance_interval_seconds))(task)
+    cron = every(settings.worker_maintenance_interval_seconds)
+    _periodic(app, retry_stalled, name="retry_stalled", queue="maintenance", cron=cron, locked=False)
 
     async def prune_jobs(timestamp: int) -> None:
         await app.job_manager.delete_old_jobs(
             nb_hours=settings.worker_job_retention_hours, include_failed=True, include_cancelled=True
         )
 
-    prune_task = app.task(name="cxmine.prune_jobs", queue="maintenance", queueing_lock="prune_jobs")(
-        prune_jobs
-    )
-    app.periodic(cron=PRUNE_CRON)(prune_task)
+    _periodic(app, prune_jobs, name="prune_jobs", queue="maintenance", cron=PRUNE_CRON, locked=False)
