@@ -6,18 +6,17 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Date, String, case, cast, delete, func, insert, literal, select, update
+from sqlalchemy import Date, String, cast, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import PainPointDay, PainPointDimensionDay, PainPointFact, PainPointRollupControl
-
-SUMS = ("sentences", "negative", "score_sum", "negative_score")
+from service.rollups import SUMS, fact_sums
 
 
 def _grouped_facts(session: Session, dimension: str | None) -> Any:
     """The facts summed per UTC day, (topic, touchpoint) and, with ``dimension``, its value."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    created, negative = PainPointFact.created_at, PainPointFact.negative
+    created = PainPointFact.created_at
     day = cast(func.timezone("UTC", created), Date) if postgres else func.date(created)
     keys: list[Any] = [PainPointFact.topic_id, PainPointFact.touchpoint]
     if dimension == "location":
@@ -30,10 +29,7 @@ def _grouped_facts(session: Session, dimension: str | None) -> Any:
         *keys[:-2],
         day,
         *keys[-2:],
-        func.count(),
-        func.sum(case((negative, 1), else_=0)),
-        func.sum(PainPointFact.sentiment_score),
-        func.sum(case((negative, PainPointFact.sentiment_score), else_=0)),
+        *fact_sums(PainPointFact),
     ).group_by(*keys[1:-2], day, *keys[-2:])
     return query.where(PainPointFact.location.is_not(None)) if dimension == "location" else query
 

@@ -201,20 +201,27 @@ def _on_days(column: Any, days: Sequence[date]) -> Any:
     return column.in_(sorted(set(days)))
 
 
+def fact_sums(facts: Any) -> list[Any]:
+    """The aggregates a rollup row holds (``SUMS``), over the facts' columns."""
+    negative = facts.negative
+    return [
+        func.count(),
+        func.sum(case((negative, 1), else_=0)),
+        func.sum(facts.sentiment_score),
+        func.sum(case((negative, facts.sentiment_score), else_=0)),
+    ]
+
+
 def _piece_facts_query(piece: Piece, *, filters: Filters, sqlite: bool) -> Any:
     """The facts of one piece summed per (topic, touchpoint), by a range scan of the period index."""
     facts: Any = PainPointFact
     if sqlite:
         # SQLite's planner would rather skip-scan the (topic, touchpoint, ...) index for every pair.
         facts = SimpleNamespace(**{name: column(name, type_) for name, type_ in _FACT_COLUMNS.items()})
-    negative = facts.negative
     query = select(
         facts.topic_id,
         facts.touchpoint,
-        func.count(),
-        func.sum(case((negative, 1), else_=0)),
-        func.sum(facts.sentiment_score),
-        func.sum(case((negative, facts.sentiment_score), else_=0)),
+        *fact_sums(facts),
     ).where(facts.created_at >= piece.start, facts.created_at < piece.end)
     if sqlite:
         query = query.select_from(text("pain_point_facts INDEXED BY ix_pain_point_facts_period"))
